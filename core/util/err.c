@@ -1,0 +1,24 @@
+/* Human texts for the shared error codes. */
+#include "util/err.h"
+
+const char *tide_strerror(int err)
+{
+    switch (err) {
+    case TIDE_OK: return "success";
+    case TIDE_EPARTIAL: return "incomplete input";
+    case TIDE_EMALFORMED: return "malformed packet";
+    case TIDE_EPROTOCOL: return "protocol error";
+    case TIDE_ETOOBIG: return "too large";
+    case TIDE_EDENIED: return "not authorized";
+    case TIDE_EQUOTA: return "quota exceeded";
+    case TIDE_ENOMEM: return "out of memory";
+    case TIDE_EIO: return "i/o error";
+    case TIDE_EVERSION: return "unsupported protocol version";
+    case TIDE_EINVAL: return "invalid value";
+    case TIDE_ETOPIC: return "invalid topic";
+    case TIDE_ECLIENTID: return "invalid client identifier";
+    case TIDE_ENOTFOUND: return "not found";
+    case TIDE_EBUSY: return "busy";
+    }
+    return "unknown error";
+}

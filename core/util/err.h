@@ -1,0 +1,27 @@
+/* Shared error codes. Functions return 0 or a negative TIDE_E* value; exactly one place
+ * (proto.c) turns them into MQTT reason codes. */
+#ifndef TIDE_UTIL_ERR_H
+#define TIDE_UTIL_ERR_H
+
+enum {
+    TIDE_OK = 0,
+    TIDE_EPARTIAL = -1,   /* need more bytes */
+    TIDE_EMALFORMED = -2, /* bytes do not form a valid packet (MQTT 5: 0x81) */
+    TIDE_EPROTOCOL = -3,  /* well-formed but breaks a protocol rule (0x82) */
+    TIDE_ETOOBIG = -4,    /* exceeds a size limit (0x95) */
+    TIDE_EDENIED = -5,    /* not authorized (0x87) */
+    TIDE_EQUOTA = -6,     /* a quota or count limit (0x97) */
+    TIDE_ENOMEM = -7,     /* allocation refused */
+    TIDE_EIO = -8,        /* operating-system I/O failure */
+    TIDE_EVERSION = -9,   /* unsupported protocol level (0x84 / rc 1) */
+    TIDE_EINVAL = -10,    /* bad argument or value */
+    TIDE_ETOPIC = -11,    /* topic name or filter invalid (0x90 / 0x8F) */
+    TIDE_ECLIENTID = -12, /* client identifier not valid (0x85 / rc 2) */
+    TIDE_ENOTFOUND = -13, /* no such item */
+    TIDE_EBUSY = -14,     /* server busy / unavailable (0x89 / rc 3) */
+};
+
+/* Returns a static, human text for a TIDE_E* code. */
+const char *tide_strerror(int err);
+
+#endif
