@@ -83,7 +83,10 @@ struct codec_user_prop {
 /* The properties of one packet (or of a will). On decode every field is borrowed from the input and
  * `raw` spans the whole property block (after its length), so user properties and repeated
  * subscription identifiers can be walked with the iterators below. On encode, set `present` bits
- * and fields; user properties come from `user`/`user_count` (raw is ignored by encoders). */
+ * and fields; user properties come from `user`/`user_count`. Encoders read `raw` only when `user`
+ * is NULL and `raw.p` is set (decoded props): then user properties and every subscription
+ * identifier are re-encoded from it, so decoded props can be encoded again unchanged. Encoders
+ * accept NULL for "no properties". */
 struct codec_props {
     uint64_t present;
     uint8_t payload_format, request_problem_info, request_response_info, max_qos, retain_available,
@@ -101,10 +104,11 @@ struct codec_props {
 };
 
 /* Walk user properties of decoded props: start with *cursor = 0; returns true and fills name/value
- * while there is one more. */
+ * while there is one more. On props built for encoding it walks `user[0..user_count)`. */
 bool codec_props_next_user(const struct codec_props *pr, size_t *cursor,
                            struct codec_user_prop *out);
-/* Walk subscription identifiers of decoded props, the same way. */
+/* Walk subscription identifiers of decoded props, the same way (props built for encoding: the one
+ * `sub_id`, if its present bit is set). */
 bool codec_props_next_sub_id(const struct codec_props *pr, size_t *cursor, uint32_t *out);
 
 struct codec_connect {

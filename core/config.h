@@ -54,6 +54,17 @@ struct config_proxy_net {
     uint8_t prefix;
 };
 
+/* A `sink NAME TYPE` block: its `sink_opt_KEY VALUE` lines in file order (keys without the
+ * sink_opt_ prefix). Keys are unique within a sink. */
+struct config_sink {
+    char *name, *type;
+    char **keys, **values;
+    size_t n;
+    /* where it was declared, for messages */
+    char *file;
+    int line;
+};
+
 struct config {
     struct config_listener *listeners;
     size_t listener_count;
@@ -117,6 +128,24 @@ struct config {
     uint16_t http_port;
     char *http_address;
 
+    /* sinks (`sink` + `sink_opt_*`) and sink plugins (`plugin PATH`), in file order */
+    struct config_sink *sinks;
+    size_t sink_count;
+    char **plugins;
+    size_t plugin_count;
+
+    /* Parser state, read and written only by the config module. Mosquitto's implicit default
+     * listener takes `port`, `bind_address` and the listener directives that come before the
+     * first `listener` line of a file; config_finish adds it to listeners when one of them made
+     * it exist (the rule of Mosquitto's config__parse_args). local_only: no listener, port or
+     * bind_address line was read (Mosquitto 2.x local-only mode). */
+    struct config_listener *default_listener;
+    bool default_listener_needed;
+    bool local_only;
+    bool security_seen; /* per_listener_settings must come before these */
+    bool log_dest_set, log_type_set;
+    bool finished;
+
     /* where the config came from (NULL: none) */
     char *path;
     /* accepted-and-ignored directives: "file:line: warning" lines */
@@ -134,8 +163,14 @@ void config_fini(struct config *c);
  * Mosquitto directives are errors; Mosquitto directives with no meaning here are warnings. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
 
+/* As config_load_file, for text already in memory (len bytes, not NUL-terminated); name stands
+ * for the file in messages. Borrows text. include_dir in it is read from the file system. */
+int config_load_buffer(struct config *c, const char *name, const char *text, size_t len,
+                       char *err, size_t errlen);
+
 /* Applies command-line overrides: port > 0 replaces the default listener's port (adding the
- * default listener 127.0.0.1 if none is configured); rules_dir (may be NULL) sets rules_dir. */
+ * default listener 127.0.0.1 if none is configured); rules_dir (may be NULL) sets rules_dir.
+ * Call it after config_load_file and before config_finish. Borrows rules_dir (copies it). */
 void config_override(struct config *c, int port, const char *rules_dir);
 
 /* Completes c after loading: adds the default listener (127.0.0.1:1883, anonymous allowed, as

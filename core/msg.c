@@ -15,6 +15,10 @@ struct msg *msg_new(const struct msg_init *in)
     char *p = (char *)(m + 1);
 
     m->refs = 1;
+    m->account = in->account;
+    m->size = size;
+    if (m->account)
+        *m->account += size;
     m->qos = in->qos;
     m->retain = in->retain;
     m->has_expiry = in->has_expiry;
@@ -58,8 +62,11 @@ void msg_release(struct msg **mp)
     *mp = NULL;
     if (m->refs == 0)
         panic("msg refcount underflow (topic %s)", m->topic);
-    if (--m->refs == 0)
+    if (--m->refs == 0) {
+        if (m->account)
+            *m->account -= m->size;
         free(m);
+    }
 }
 
 bool msg_expired(const struct msg *m, uint64_t now_ms)

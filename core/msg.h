@@ -22,6 +22,8 @@ struct msg {
     const uint8_t *props;      /* encoded forwardable properties (codec_encode_forward_props) */
     size_t props_len;
     const char *origin;        /* publishing client id (NUL-terminated), "" for the broker's own */
+    uint64_t *account;         /* bytes-in-use counter this message is charged to, or NULL */
+    size_t size;               /* bytes charged */
     /* storage follows */
 };
 
@@ -38,6 +40,7 @@ struct msg_init {
     bool has_expiry;
     uint32_t expiry_interval;
     uint64_t now_ms; /* monotonic ms at creation, to compute expires_at_ms */
+    uint64_t *account; /* if not NULL: the message's size is added now, subtracted when freed */
 };
 
 /* Returns a new message with one reference; copies every byte it is given. */

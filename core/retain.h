@@ -24,7 +24,8 @@ void retain_clear(struct retain_store *s, const char *t, size_t len);
 
 typedef void (*retain_fn)(void *ctx, struct msg *m);
 /* Calls fn for each stored message whose topic matches filter f (same rules as topic_matches:
- * no '$' topic under a leading wildcard). fn borrows m; it must not change the store. */
+ * no '$' topic under a leading wildcard). fn borrows m; it must not change the store. Allocates
+ * nothing; recursion depth is at most the depth of the stored topics. */
 void retain_match(const struct retain_store *s, const char *f, size_t flen, retain_fn fn, void *ctx);
 
 size_t retain_count(const struct retain_store *s);

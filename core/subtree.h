@@ -20,7 +20,9 @@ struct subtree_sub {
 };
 
 /* A shared-subscription group at one filter. The broker picks one member per message; `cursor`
- * is free for its round robin (the tree never changes it except to keep it < count). */
+ * is free for its round robin (the tree never changes it except to keep it < count). The group
+ * and its members array are valid until the next add/remove on the tree (an emptied group is
+ * freed). */
 struct subtree_group {
     const char *name;  /* NUL-terminated group name */
     const char *filter; /* NUL-terminated filter (without the $share/G/ prefix) */

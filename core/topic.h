@@ -7,13 +7,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* 0 if t is a valid topic name for PUBLISH: non-empty, no '+' or '#' [MQTT-3.3.2-2], no U+0000.
- * TIDE_ETOPIC otherwise. */
+/* 0 if t is a valid topic name for PUBLISH: non-empty [MQTT-4.7.3-1], at most 65535 bytes
+ * [MQTT-4.7.3-3], no '+' or '#' [MQTT-3.3.2-2], no U+0000 [MQTT-4.7.3-2]. TIDE_ETOPIC otherwise. */
 int topic_validate_name(const char *t, size_t len);
 
-/* 0 if f is a valid topic filter: non-empty; '#' only as the whole last level [MQTT-4.7.1-1];
- * '+' only as a whole level [MQTT-4.7.1-2]. TIDE_ETOPIC otherwise. Does not accept "$share/...":
- * split those first with topic_parse_shared. */
+/* 0 if f is a valid topic filter: non-empty, at most 65535 bytes, no U+0000; '#' only as the whole
+ * last level [MQTT-4.7.1-2]; '+' only as a whole level [MQTT-4.7.1-3]. TIDE_ETOPIC otherwise. Does
+ * not accept "$share/...": split those first with topic_parse_shared. */
 int topic_validate_filter(const char *f, size_t len);
 
 /* If f starts with "$share/", splits it into the group name and the real filter and returns 1;
@@ -23,7 +23,7 @@ int topic_parse_shared(const char *f, size_t len, const char **group, size_t *gr
                        const char **filter, size_t *filter_len);
 
 /* True if the valid filter f matches the valid name t. A leading '+' or '#' never matches a name
- * starting with '$' [MQTT-4.7.2-1]; "a/#" matches "a" [MQTT-4.7.1-2]. */
+ * starting with '$' [MQTT-4.7.2-1]; "a/#" matches "a" (§4.7.1.2). */
 bool topic_matches(const char *f, size_t flen, const char *t, size_t tlen);
 
 /* True if filter f contains '+' or '#'. */

@@ -19,6 +19,13 @@ const char *tide_strerror(int err)
     case TIDE_ECLIENTID: return "invalid client identifier";
     case TIDE_ENOTFOUND: return "not found";
     case TIDE_EBUSY: return "busy";
+    case TIDE_EALIAS: return "topic alias invalid";
+    case TIDE_ERECVMAX: return "receive maximum exceeded";
+    case TIDE_EAUTHMETHOD: return "bad authentication method";
+    case TIDE_EQOS: return "qos not supported";
+    case TIDE_ERETAIN: return "retain not supported";
+    case TIDE_EBADAUTH: return "bad user name or password";
+    case TIDE_EKEEPALIVE: return "keepalive not acceptable";
     }
     return "unknown error";
 }

@@ -19,6 +19,13 @@ enum {
     TIDE_ECLIENTID = -12, /* client identifier not valid (0x85 / rc 2) */
     TIDE_ENOTFOUND = -13, /* no such item */
     TIDE_EBUSY = -14,     /* server busy / unavailable (0x89 / rc 3) */
+    TIDE_EALIAS = -15,    /* topic alias out of range (0x94) */
+    TIDE_ERECVMAX = -16,  /* peer exceeded our Receive Maximum (0x93) */
+    TIDE_EAUTHMETHOD = -17, /* enhanced authentication not supported (0x8C) */
+    TIDE_EQOS = -18,      /* QoS not supported (0x9B) */
+    TIDE_ERETAIN = -19,   /* retain not supported (0x9A) */
+    TIDE_EBADAUTH = -20,  /* bad user name or password (0x86 / rc 4) */
+    TIDE_EKEEPALIVE = -21, /* 3.1.1 keepalive above max_keepalive (rc 2) */
 };
 
 /* Returns a static, human text for a TIDE_E* code. */

@@ -1,0 +1,92 @@
+/* struct broker: all broker state, passed down explicitly (no hidden globals), so a later
+ * multi-loop design needs no rewrite. Owns the event base, listeners, connections, sessions, the
+ * subscription tree and the retained store. Loop thread only. */
+#ifndef TIDE_BROKER_H
+#define TIDE_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+
+struct config;
+struct conn;
+struct event;
+struct event_base;
+struct listener;
+struct msg;
+struct retain_store;
+struct subtree;
+
+/* Counters; each limit has one, and $SYS publishes them. */
+struct broker_stats {
+    uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
+    uint64_t pub_received_qos[3], pub_sent_qos[3];
+    uint64_t connects_total;          /* connections ever accepted (CONNACK 0) */
+    uint64_t clients_maximum;         /* highest concurrent connected */
+    uint64_t dropped_qos0_congested;  /* QoS 0 dropped: subscriber's output over its bound */
+    uint64_t dropped_queue_full;      /* offline queue over max_queued_messages/bytes */
+    uint64_t dropped_expired;         /* message expiry passed before delivery */
+    uint64_t dropped_too_big;         /* larger than the subscriber's Maximum Packet Size */
+    uint64_t acks_held;               /* publisher acks held back by a congested subscriber */
+    uint64_t refused_connect_too_big; /* bytes before CONNECT over max_connect_packet_size */
+    uint64_t refused_packet_too_big;  /* over max_packet_size */
+    uint64_t closed_connect_timeout;
+    uint64_t closed_keepalive;
+    uint64_t closed_slow_consumer;
+    uint64_t closed_protocol_error;
+    uint64_t refused_connections;     /* max_connections, global or per listener */
+    uint64_t refused_sessions;        /* max_sessions */
+    uint64_t refused_subscriptions;   /* max_subscriptions_per_client */
+    uint64_t refused_user_properties; /* max_user_properties */
+    uint64_t refused_retained;        /* max_retained_messages / bytes */
+    uint64_t refused_memory;          /* memory_limit */
+    uint64_t accept_paused;           /* EMFILE: accepting paused */
+};
+
+struct broker {
+    struct config *cfg;
+    struct event_base *base;
+    struct listener **listeners;
+    size_t listener_count;
+
+    struct conn *conns;      /* every live connection (doubly linked) */
+    size_t conn_count;       /* sockets open */
+    size_t connected_count;  /* CONNACK sent and not closed */
+    struct conn *reap;       /* closed connections to free at the end of this loop iteration */
+    struct event *reaper;
+
+    struct hmap sessions;    /* client id -> struct session */
+    struct subtree *subs;
+    struct retain_store *retained;
+
+    struct event *sys_timer;
+    struct event *tick_timer; /* 1 s: slow consumers */
+    struct event *shutdown_check;
+    uint64_t start_ms;
+    uint64_t msg_bytes;       /* bytes held by live messages (memory_limit) */
+    uint64_t fd_capacity;
+    uint32_t match_gen;       /* per-publish stamp for de-duplicating overlapping matches */
+    struct buf scratch;       /* encode scratch; contents valid only inside one call */
+    bool shutting_down;
+    struct broker_stats stats;
+};
+
+/* Monotonic milliseconds (coarse clock: cheap, ~4 ms resolution). */
+uint64_t broker_now_ms(void);
+
+/* Creates the broker for cfg (borrowed; must outlive the broker) on base. Opens listeners.
+ * Returns NULL (after logging why) when a listener cannot be opened. */
+struct broker *broker_new(struct config *cfg, struct event_base *base);
+/* Graceful shutdown: v5 clients get DISCONNECT 0x8B, wills without delay and delayed wills are
+ * published, then the loop is asked to exit. */
+void broker_shutdown(struct broker *b);
+void broker_free(struct broker *b);
+
+/* Publishes a message of the broker's own (e.g. $SYS) to subscribers: takes no reference from the
+ * caller's point of view (the caller keeps its own). */
+void broker_publish_own(struct broker *b, const char *topic, const void *payload, size_t len,
+                        bool retain);
+
+#endif

@@ -1,0 +1,8 @@
+/* Subcommand entry points of the tidemq executable (the composition root). Each takes argv with
+ * argv[0] being the subcommand's own name and returns the process exit status. */
+#ifndef TIDE_CMD_H
+#define TIDE_CMD_H
+
+int cmd_serve(int argc, char **argv);
+
+#endif

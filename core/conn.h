@@ -1,0 +1,103 @@
+/* A client connection: the transport (a bufferevent), packet framing, keepalive and connect
+ * timers, output accounting and back-pressure, topic aliases, and deferred freeing. What survives
+ * a reconnect lives in struct session, not here. Loop thread only. */
+#ifndef TIDE_CONN_H
+#define TIDE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct bufferevent;
+struct config_listener;
+struct event;
+struct held_ack;
+struct msg;
+struct session;
+struct sockaddr;
+
+enum conn_state { CONN_NEW, CONN_ACTIVE, CONN_CLOSING };
+
+struct alias_out {
+    char *topic; /* owned copy, NULL when the slot is free */
+    size_t len;
+};
+
+struct conn {
+    struct broker *b;
+    const struct config_listener *lcfg;
+    struct bufferevent *bev;
+    struct session *s;          /* NULL until CONNECT succeeds */
+    enum conn_state state;
+    uint8_t version;            /* MQTT_V31/V311/V5; 0 before CONNECT */
+    char addr[46];
+    uint16_t port;
+
+    uint16_t keepalive;         /* seconds, as agreed */
+    uint64_t last_rx_ms;
+    struct event *timer;        /* connect timeout, then keepalive */
+
+    uint32_t max_packet_in;     /* largest packet we accept */
+    uint32_t max_packet_out;    /* the client's Maximum Packet Size (0: protocol max) */
+    uint16_t send_quota;        /* the client's Receive Maximum, capped by max_inflight_messages */
+    uint16_t receive_max;       /* what we told the client (v5) */
+    uint32_t held_qos1;         /* QoS 1 PUBACKs held back (count toward receive_max) */
+    bool request_problem_info;
+
+    char **alias_in;            /* inbound topic aliases, index 1..alias_in_max */
+    uint16_t alias_in_max;
+    struct alias_out *alias_out;/* outbound aliases, index 1..alias_out_max */
+    uint16_t alias_out_max, alias_out_next;
+
+    struct held_ack **held;     /* acks owed to this publisher and held back */
+    size_t held_count, held_cap;
+
+    uint64_t last_progress_ms;  /* output drained or an ack received */
+    bool will_on_close;         /* publish the will when this connection ends */
+    uint8_t close_reason;       /* v5 reason code of the close, for logs */
+    const char *close_why;      /* text for the log */
+
+    struct conn *next, *prev;   /* broker's list of connections */
+    struct conn *reap_next;
+};
+
+/* Takes ownership of fd (a connected socket). Returns the new connection, or NULL if it was refused
+ * (and closed) because of a connection limit. */
+struct conn *conn_new(struct broker *b, const struct config_listener *lcfg, int fd,
+                      const struct sockaddr *addr, int addrlen);
+
+/* Closes c: v5 with reason >= 0x80 after CONNACK sends DISCONNECT(reason) first; stops reading;
+ * detaches the session (wills, session expiry); frees c at the end of the loop iteration. `why` is
+ * a static string for the log. Safe to call twice. */
+void conn_close(struct conn *c, uint8_t reason, const char *why);
+static inline bool conn_is_closing(const struct conn *c)
+{
+    return c->state == CONN_CLOSING;
+}
+
+/* Appends the bytes of an encoded packet to c's output. */
+void conn_send(struct conn *c, const void *p, size_t len);
+/* Bytes waiting in c's output buffer. */
+size_t conn_output_pending(const struct conn *c);
+/* True when c's output is above its bound (QoS 0 deliveries are dropped, others wait). */
+bool conn_output_congested(const struct conn *c);
+
+/* Sends a PUBLISH of m to c with the given per-delivery head fields; uses an outbound topic alias
+ * when the client allows them. Shares m's payload (taking a reference until the bytes are written).
+ * Returns false without sending if the packet exceeds the client's Maximum Packet Size. */
+bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, bool dup,
+                       uint16_t packet_id, const uint32_t *sub_ids, size_t sub_id_count);
+
+/* Sends (or, while held, does nothing) an ack: PUBACK/PUBREC for an inbound message. */
+void conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason);
+
+/* Frees the connections closed during this loop iteration (the reaper event). */
+void conn_reap(struct broker *b);
+/* Teardown only: closes and frees every connection at once, flushed or not. */
+void conn_destroy_all(struct broker *b);
+
+/* Updates keepalive bookkeeping after CONNECT (switches the timer from connect timeout). */
+void conn_start_keepalive(struct conn *c);
+
+#endif

@@ -1,0 +1,268 @@
+/* Routing of published messages: topic-tree lookup, one copy per session at the highest granted
+ * QoS with every matching subscription identifier [MQTT-3.3.5-1], one member per shared group
+ * (connected members with free inflight slots first), retained store updates, and retained
+ * messages on subscribe. Takes message references only through session_deliver/retain_set. */
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "config.h"
+#include "conn.h"
+#include "msg.h"
+#include "retain.h"
+#include "session.h"
+#include "subtree.h"
+#include "topic.h"
+#include "util/alloc.h"
+#include "util/err.h"
+
+/* One receiving session of the message being routed. */
+struct target {
+    struct session *s;
+    uint8_t qos;
+    bool retain;
+    size_t id_count, id_cap;
+    uint32_t ids_inline[2];
+    uint32_t *ids; /* ids_inline, or heap when more are needed */
+};
+
+struct route {
+    struct broker *b;
+    struct msg *m;
+    struct held_ack *ha;
+    struct target *t;
+    size_t count, cap;
+    struct target inline_t[8];
+};
+
+static void add_id(struct target *t, uint32_t id)
+{
+    if (!id)
+        return;
+    if (t->id_count == t->id_cap) {
+        size_t cap = t->id_cap * 2;
+        uint32_t *ids = xmalloc(cap * sizeof *ids);
+        memcpy(ids, t->ids, t->id_count * sizeof *ids);
+        if (t->ids != t->ids_inline)
+            free(t->ids);
+        t->ids = ids;
+        t->id_cap = cap;
+    }
+    t->ids[t->id_count++] = id;
+}
+
+static uint8_t min_u8(uint8_t a, uint8_t b)
+{
+    return a < b ? a : b;
+}
+
+static void on_sub(void *arg, const struct subtree_sub *sub)
+{
+    struct route *r = arg;
+    struct session *s = sub->owner;
+    const struct msg *m = r->m;
+    /* [MQTT-3.8.3-3] No Local: not back to the publishing client */
+    if ((sub->options & CODEC_SUBOPT_NO_LOCAL) && m->origin[0] &&
+        strcmp(s->client_id, m->origin) == 0)
+        return;
+    uint8_t qos = min_u8(CODEC_SUBOPT_QOS(sub->options), m->qos);
+    /* [MQTT-3.3.1-12] [MQTT-3.3.1-13] live messages keep retain only with Retain As Published */
+    bool retain = (sub->options & CODEC_SUBOPT_RAP) && m->retain;
+    if (s->match_gen == r->b->match_gen) {
+        struct target *t = &r->t[s->match_slot];
+        if (qos > t->qos)
+            t->qos = qos;
+        t->retain |= retain;
+        add_id(t, sub->sub_id);
+        return;
+    }
+    if (r->count == r->cap) {
+        size_t cap = r->cap * 2;
+        struct target *t = xmalloc(cap * sizeof *t);
+        memcpy(t, r->t, r->count * sizeof *t);
+        for (size_t i = 0; i < r->count; i++)
+            if (r->t[i].ids == r->t[i].ids_inline)
+                t[i].ids = t[i].ids_inline;
+        if (r->t != r->inline_t)
+            free(r->t);
+        r->t = t;
+        r->cap = cap;
+    }
+    s->match_gen = r->b->match_gen;
+    s->match_slot = r->count;
+    struct target *t = &r->t[r->count++];
+    t->s = s;
+    t->qos = qos;
+    t->retain = retain;
+    t->id_count = 0;
+    t->id_cap = 2;
+    t->ids = t->ids_inline;
+    add_id(t, sub->sub_id);
+}
+
+static bool member_ready(const struct session *s, uint8_t qos)
+{
+    const struct conn *c = s->conn;
+    if (!c || c->state != CONN_ACTIVE || conn_output_congested(c) || s->queue.len)
+        return false;
+    return qos == 0 || s->inflight.len < c->send_quota;
+}
+
+/* Picks the group member for one message: the next connected member with a free slot in round
+ * robin order, else the next connected member, else the next member (its session queues it). */
+static struct subtree_sub *pick_member(struct subtree_group *g, uint8_t qos,
+                                       const struct session *exclude)
+{
+    struct subtree_sub *connected = NULL, *any = NULL;
+    for (size_t i = 0; i < g->count; i++) {
+        size_t idx = (g->cursor + i) % g->count;
+        struct subtree_sub *sub = &g->members[idx];
+        struct session *s = sub->owner;
+        if (s == exclude)
+            continue;
+        if (member_ready(s, min_u8(CODEC_SUBOPT_QOS(sub->options), qos))) {
+            g->cursor = (idx + 1) % g->count;
+            return sub;
+        }
+        if (!connected && s->conn && s->conn->state == CONN_ACTIVE)
+            connected = sub;
+        if (!any)
+            any = sub;
+    }
+    struct subtree_sub *pick = connected ? connected : any;
+    if (pick)
+        g->cursor = ((size_t)(pick - g->members) + 1) % g->count;
+    return pick;
+}
+
+static void deliver_to_group(struct route *r, struct subtree_group *g,
+                             const struct session *exclude)
+{
+    struct subtree_sub *sub = pick_member(g, r->m->qos, exclude);
+    if (!sub)
+        return;
+    struct session *s = sub->owner;
+    char share[512];
+    int n = snprintf(share, sizeof share, "$share/%s/%s", g->name, g->filter);
+    uint8_t qos = min_u8(CODEC_SUBOPT_QOS(sub->options), r->m->qos);
+    bool retain = (sub->options & CODEC_SUBOPT_RAP) && r->m->retain;
+    const char *sh = (n > 0 && (size_t)n < sizeof share) ? share : NULL;
+    if (session_deliver(s, r->m, qos, retain, &sub->sub_id, sub->sub_id ? 1 : 0, sh,
+                        sh ? (size_t)n : 0) &&
+        r->ha)
+        session_hold_ack(s, r->ha);
+}
+
+static void on_group(void *arg, struct subtree_group *g)
+{
+    deliver_to_group(arg, g, NULL);
+}
+
+static void mark_present(void *arg, struct msg *m)
+{
+    (void)m;
+    *(bool *)arg = true;
+}
+
+int router_retain(struct broker *b, struct msg *m)
+{
+    const struct config *cfg = b->cfg;
+    if (m->payload_len == 0) {
+        retain_clear(b->retained, m->topic, m->topic_len);
+        return 0;
+    }
+    if ((cfg->max_retained_messages && retain_count(b->retained) >= cfg->max_retained_messages) ||
+        (cfg->max_retained_bytes &&
+         retain_bytes(b->retained) + m->payload_len > cfg->max_retained_bytes)) {
+        /* replacing a stored topic is allowed at the count limit (the name has no wildcard, so
+         * matching it as a filter finds exactly that topic) */
+        bool present = false;
+        retain_match(b->retained, m->topic, m->topic_len, mark_present, &present);
+        if (!present || (cfg->max_retained_bytes && retain_bytes(b->retained) + m->payload_len >
+                                                        cfg->max_retained_bytes)) {
+            b->stats.refused_retained++;
+            return TIDE_EQUOTA;
+        }
+    }
+    retain_set(b->retained, m);
+    return 0;
+}
+
+void router_publish(struct broker *b, struct msg *m, struct held_ack *ha)
+{
+    if (m->retain)
+        router_retain(b, m);
+    struct route r = {.b = b, .m = m, .ha = ha, .cap = 8};
+    r.t = r.inline_t;
+    if (++b->match_gen == 0)
+        b->match_gen = 1;
+    subtree_match(b->subs, m->topic, m->topic_len, on_sub, on_group, &r);
+    for (size_t i = 0; i < r.count; i++) {
+        struct target *t = &r.t[i];
+        if (session_deliver(t->s, m, t->qos, t->retain, t->ids, t->id_count, NULL, 0) && ha)
+            session_hold_ack(t->s, ha);
+        if (t->ids != t->ids_inline)
+            free(t->ids);
+    }
+    if (r.t != r.inline_t)
+        free(r.t);
+}
+
+struct retained_ctx {
+    struct session *s;
+    uint8_t options;
+    uint32_t sub_id;
+    uint64_t now;
+};
+
+static void on_retained(void *arg, struct msg *m)
+{
+    struct retained_ctx *x = arg;
+    if (msg_expired(m, x->now))
+        return;
+    uint8_t qos = min_u8(CODEC_SUBOPT_QOS(x->options), m->qos);
+    /* [MQTT-3.3.1-9] retained messages sent on subscribe carry the retain flag */
+    session_deliver(x->s, m, qos, true, &x->sub_id, x->sub_id ? 1 : 0, NULL, 0);
+}
+
+void router_send_retained(struct broker *b, struct session *s, const char *filter, size_t len,
+                          uint8_t options, uint32_t sub_id)
+{
+    struct retained_ctx x = {s, options, sub_id, broker_now_ms()};
+    retain_match(b->retained, filter, len, on_retained, &x);
+}
+
+struct reroute {
+    struct route r;
+    const char *group, *filter;
+    size_t group_len, filter_len;
+    struct session *from;
+};
+
+static void on_reroute_group(void *arg, struct subtree_group *g)
+{
+    struct reroute *x = arg;
+    if (strlen(g->name) == x->group_len && memcmp(g->name, x->group, x->group_len) == 0 &&
+        strlen(g->filter) == x->filter_len && memcmp(g->filter, x->filter, x->filter_len) == 0)
+        deliver_to_group(&x->r, g, x->from);
+}
+
+static void ignore_sub(void *arg, const struct subtree_sub *sub)
+{
+    (void)arg;
+    (void)sub;
+}
+
+void router_reroute_shared(struct broker *b, struct msg *m, const char *share, size_t share_len,
+                           struct session *from)
+{
+    struct reroute x = {.r = {.b = b, .m = m}, .from = from};
+    if (topic_parse_shared(share, share_len, &x.group, &x.group_len, &x.filter,
+                           &x.filter_len) != 1)
+        return;
+    subtree_match(b->subs, m->topic, m->topic_len, ignore_sub, on_reroute_group, &x);
+}

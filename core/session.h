@@ -1,0 +1,138 @@
+/* Session state that survives a reconnect: subscriptions, the outbound inflight window and
+ * queue, inbound QoS 2 packet ids, the will, session expiry, and acks held back for publishers
+ * while this session's subscriber is congested (DESIGN.md's slow-subscriber policy).
+ * Loop thread only. */
+#ifndef TIDE_SESSION_H
+#define TIDE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct conn;
+struct event;
+struct msg;
+
+/* One message on its way to this session's client. */
+struct delivery {
+    struct msg *m;        /* holds a reference */
+    uint8_t qos;          /* effective QoS for this subscriber */
+    bool retain;          /* retain flag to send */
+    bool from_qos0;       /* published at QoS 0: may be dropped when congested */
+    uint8_t state;        /* DELIVERY_QUEUED, _WAIT_ACK (PUBACK/PUBREC), _WAIT_COMP */
+    uint16_t packet_id;
+    uint16_t sub_id_count;
+    uint32_t sub_id;      /* when sub_id_count == 1 */
+    uint32_t *sub_ids;    /* owned, when sub_id_count > 1 */
+    char *share;          /* owned "$share/GROUP/FILTER" when delivered through a shared subscription */
+};
+
+enum { DELIVERY_QUEUED, DELIVERY_WAIT_ACK, DELIVERY_WAIT_COMP };
+
+/* A FIFO ring of deliveries. */
+struct dqueue {
+    struct delivery *v;
+    size_t head, len, cap;
+};
+
+struct session_sub {
+    char *filter;       /* as the client sent it, $share/ prefix included */
+    uint8_t options;
+    uint32_t sub_id;
+};
+
+/* An ack (PUBACK/PUBREC) owed to a publisher, held until every congested subscriber that got the
+ * message has drained below its bound. */
+struct held_ack {
+    struct conn *publisher; /* NULL once the publisher's connection is gone */
+    uint16_t packet_id;
+    uint8_t type;           /* CODEC_PUBACK or CODEC_PUBREC */
+    uint32_t blockers;      /* subscribers still congested */
+};
+
+struct session {
+    struct broker *b;
+    char *client_id;
+    size_t client_id_len;
+    char *username;          /* NULL for none */
+    struct conn *conn;       /* NULL while offline */
+    uint8_t version;
+    uint32_t expiry_interval; /* seconds; UINT32_MAX: never */
+    struct event *expiry_timer;
+
+    struct session_sub *subs;
+    size_t sub_count, sub_cap;
+
+    struct dqueue inflight;  /* sent, waiting for acks, in send order */
+    struct dqueue queue;     /* waiting for a send slot or for the client to come back */
+    uint64_t queued_bytes;
+    uint16_t next_packet_id;
+
+    uint16_t *qos2_in;       /* inbound QoS 2 packet ids: PUBREC sent or held, PUBREL awaited */
+    size_t qos2_in_count, qos2_in_cap;
+
+    struct msg *will;
+    uint32_t will_delay;
+    struct event *will_timer;
+
+    struct held_ack **waiters; /* acks waiting for this session to drain */
+    size_t waiter_count, waiter_cap;
+    bool congested;
+    uint64_t congested_since_ms;
+
+    uint32_t match_gen;      /* router: de-duplication of overlapping matches */
+    size_t match_slot;
+};
+
+/* Finds the session of client_id, or NULL. */
+struct session *session_find(struct broker *b, const char *client_id, size_t len);
+/* Creates an empty session registered under client_id. */
+struct session *session_new(struct broker *b, const char *client_id, size_t len);
+/* Ends a session: removes its subscriptions, publishes its pending will, re-routes QoS 1
+ * messages that came through shared subscriptions, releases held acks, frees it. */
+void session_end(struct session *s);
+
+/* Binds s to c (after CONNECT), cancelling expiry and will-delay timers; resends the inflight
+ * window with DUP (and PUBREL for QoS 2 awaiting PUBCOMP) then pumps the queue. */
+void session_attach(struct session *s, struct conn *c, bool resumed);
+/* Unbinds s from its connection (which is closing). Publishes or delays the will if will is set,
+ * releases acks held on s, starts the expiry timer or ends the session. */
+void session_detach(struct session *s, bool publish_will);
+
+/* Offers m to s: sends at once, queues, or drops (counted). Takes its own reference. Returns true if
+ * s is congested, so a QoS 1/2 publisher's ack should wait for it (see session_hold_ack). */
+bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+                     const uint32_t *sub_ids, size_t sub_id_count, const char *share,
+                     size_t share_len);
+/* Adds ha to the acks waiting for s to drain. */
+void session_hold_ack(struct session *s, struct held_ack *ha);
+/* Moves queued deliveries into the inflight window while the client can take them. */
+void session_pump(struct session *s);
+
+/* Client acks. Return TIDE_ENOTFOUND for an unknown packet id (v5: reason 0x92 where relevant). */
+int session_puback(struct session *s, uint16_t packet_id);
+int session_pubrec(struct session *s, uint16_t packet_id, uint8_t reason);
+int session_pubcomp(struct session *s, uint16_t packet_id);
+
+/* Subscriptions recorded on the session (the tree holds the routing copy). Adds or replaces;
+ * returns true if it replaced an existing one. */
+bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
+                     uint32_t sub_id);
+/* Removes; returns false if s had no such subscription. */
+bool session_sub_remove(struct session *s, const char *filter, size_t len);
+/* Removes every subscription from s and from the tree. */
+void session_sub_clear(struct session *s);
+
+/* Inbound QoS 2 packet ids. */
+bool session_qos2_has(const struct session *s, uint16_t packet_id);
+void session_qos2_add(struct session *s, uint16_t packet_id);
+bool session_qos2_remove(struct session *s, uint16_t packet_id);
+
+/* Drops every queued and inflight delivery (clean start). */
+void session_clear_messages(struct session *s);
+
+/* Releases one blocker of ha; sends the ack when none remain and frees ha. */
+void held_ack_release(struct held_ack *ha);
+
+#endif
