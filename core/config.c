@@ -94,13 +94,10 @@ char *config_next_tok(char **v)
  * none or more than one. Text after `#` is a comment, as Mosquitto's strtok reading ignores it. */
 char *config_one_tok(struct config_pstate *st, char *v, const char *form)
 {
-    char *whole = v, *t;
+    char *t = config_next_tok(&v);
 
-    t = config_next_tok(&v);
     if (!t || (*v && *v != '#')) {
-        if (t && *v)
-            t[strlen(t)] = ' '; /* restore the line for the message */
-        config_bad(st, form, whole);
+        config_bad(st, form, st->raw);
         return NULL;
     }
     return t;
@@ -111,7 +108,8 @@ char *config_one_tok(struct config_pstate *st, char *v, const char *form)
 static int parse_line(struct config_pstate *st, char *line)
 {
     const struct config_directive *d;
-    char *p = line, *end = line + strlen(line), *v;
+    char *p = line, *end = line + strlen(line), *v, *raw;
+    int rc;
 
     /* Mosquitto: a comment is a line whose very first character is '#' */
     if (*p == '#')
@@ -133,6 +131,7 @@ static int parse_line(struct config_pstate *st, char *line)
     while (is_space(*v))
         v++;
     st->name = p;
+    st->raw = v;
     d = config_lookup(p);
     if (!d)
         return config_fail(st, "unknown directive '%.100s'", p);
@@ -144,14 +143,20 @@ static int parse_line(struct config_pstate *st, char *line)
     case K_REFUSE:
         return config_fail(st, "Mosquitto directive '%.100s' is not supported by tidemq", p);
     default:
-        return d->fn(st, d, v);
+        /* handlers cut tokens in place; messages quote the value as written */
+        raw = xstrdup(v);
+        st->raw = raw;
+        rc = d->fn(st, d, v);
+        st->raw = NULL;
+        free(raw);
+        return rc;
     }
 }
 
 static int parse_text(struct config *c, const char *file, const char *text, size_t len, int level,
                       char *err, size_t errlen)
 {
-    struct config_pstate st = {c, file, 0, level, -1, -1, NULL, err, errlen};
+    struct config_pstate st = {c, file, 0, level, -1, -1, NULL, NULL, err, errlen};
     char *buf = xmalloc(len + 1), *p = buf, *stop = buf + len;
     int rc = 0;
 

@@ -159,7 +159,7 @@ static int h_listener(struct config_pstate *st, const struct config_directive *d
 {
     static const char form[] = "a port from 0 to 65535 and an optional address";
     struct config *c = st->c;
-    char *whole = v, *port, *addr;
+    char *port, *addr;
     uint64_t n;
 
     (void)d;
@@ -315,7 +315,7 @@ static int h_log_dest(struct config_pstate *st, const struct config_directive *d
 {
     static const char form[] = "stdout, stderr, file PATH or none";
     struct config *c = st->c;
-    char *whole = v, *t = config_next_tok(&v);
+    char *t = config_next_tok(&v);
 
     (void)d;
     if (!t)
@@ -368,7 +368,7 @@ static int h_log_type(struct config_pstate *st, const struct config_directive *d
     static const char form[] = "debug, error, warning, notice, information, subscribe, "
                                "unsubscribe, websockets, none or all";
     struct config *c = st->c;
-    char *whole = v, *t;
+    char *t;
     int seen = 0;
 
     (void)d;
@@ -400,7 +400,7 @@ static int h_proxy_trusted(struct config_pstate *st, const struct config_directi
 {
     static const char form[] = "an address or ADDRESS/PREFIX, such as 10.0.0.0/8";
     struct config *c = st->c;
-    char *whole = v, *t;
+    char *t;
     struct config_proxy_net net;
     int seen = 0;
 
@@ -422,7 +422,7 @@ static int h_http_listener(struct config_pstate *st, const struct config_directi
 {
     static const char form[] = "a port from 0 to 65535 and an optional address";
     struct config *c = st->c;
-    char *whole = v, *port, *addr;
+    char *port, *addr;
     uint64_t n;
 
     (void)d;
@@ -444,7 +444,7 @@ static int h_http_listener(struct config_pstate *st, const struct config_directi
 static int h_user_props(struct config_pstate *st, const struct config_directive *d, char *v)
 {
     static const char form[] = "a count from 0 to 65535 and an optional size (such as 64K)";
-    char *whole = v, *count, *size;
+    char *count, *size;
     uint64_t n, bytes;
 
     (void)d;
@@ -516,7 +516,7 @@ static int h_sink(struct config_pstate *st, const struct config_directive *d, ch
     static const char form[] = "NAME TYPE (such as: sink archive file)";
     struct config *c = st->c;
     struct config_sink *s;
-    char *whole = v, *name, *type;
+    char *name, *type;
 
     (void)d;
     name = config_next_tok(&v);

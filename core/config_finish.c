@@ -129,10 +129,11 @@ void config_override(struct config *c, int port, const char *rules_dir)
         if (!c->default_listener) {
             c->default_listener = xmalloc(sizeof(*c->default_listener));
             config_listener_init(c->default_listener, 1883, NULL, 0);
-            /* beside configured listeners, the command line's listener stays local */
-            if (!c->local_only)
-                c->default_listener->address = xstrdup("127.0.0.1");
         }
+        /* beside configured listeners, the command line's new listener stays local; a `port`
+         * or `bind_address` line keeps its own address */
+        if (!c->default_listener_needed && !c->local_only && !c->default_listener->address)
+            c->default_listener->address = xstrdup("127.0.0.1");
         c->default_listener->port = (uint16_t)port;
         c->default_listener_needed = true;
     }

@@ -6,14 +6,12 @@
 #define TIDE_CONFIG_INTERNAL_H
 
 #include <stdbool.h>
-#include <stdint.h>
-
-struct config_proxy_net;
-
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct config_listener;
+struct config_proxy_net;
 
 #define CONFIG_MQTT_MAX_PAYLOAD 268435455u
 #define CONFIG_MQTT_MAX_PACKET (CONFIG_MQTT_MAX_PAYLOAD + 5u)
@@ -28,12 +26,14 @@ struct config_pstate {
     long cur;         /* index of the current listener; -1: Mosquitto's default listener */
     long sink;        /* index of the current sink; -1: none yet in this file */
     const char *name; /* the directive as written */
+    const char *raw;  /* its value as written (handlers cut tokens out of their copy) */
     char *err;
     size_t errlen;
 };
 
-enum scope { SC_NONE, SC_GLOBAL, SC_LISTENER, SC_SECURITY };
-enum kind {
+/* Where a directive writes (short names: this header is the module's own). */
+enum config_scope { SC_NONE, SC_GLOBAL, SC_LISTENER, SC_SECURITY };
+enum config_kind {
     K_BOOL,
     K_TRI,
     K_U8,
@@ -59,8 +59,8 @@ typedef int (*config_handler_fn)(struct config_pstate *st, const struct config_d
 
 struct config_directive {
     const char *name;
-    enum scope scope;
-    enum kind kind;
+    enum config_scope scope;
+    enum config_kind kind;
     size_t off;  /* field in struct config (SC_GLOBAL, SC_SECURITY) */
     size_t loff; /* field in struct config_listener (SC_LISTENER, SC_SECURITY) */
     uint64_t lo, hi;

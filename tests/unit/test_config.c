@@ -256,11 +256,11 @@ static bool get(const struct config *c, const char *key, char *out, size_t outle
 
 struct tcase {
     const char *name;
-    const char *text;     /* main.conf (NULL: not written) */
-    const char *expect;   /* "key=value; key~sub; ..." or "!error substring" */
-    const char *extra[8]; /* pairs: path relative to the case dir, content; a path ending in
+    const char *text;      /* main.conf (NULL: not written) */
+    const char *expect;    /* "key=value; key~sub; ..." or "!error substring" */
+    const char *extra[14]; /* pairs: path relative to the case dir, content; a path ending in
                              '/' makes a directory */
-    int port;             /* config_override */
+    int port;              /* config_override */
     const char *rules_dir;
 };
 
@@ -532,7 +532,8 @@ static const struct tcase cases[] = {
        "sinks=6; sink0.name=s00; sink1.name=s01; sink2.name=sA; sink3.name=sa; sink4.name=sB; "
        "sink5.name=sb",
        {"d/b.conf", "sink sb file\n", "d/A.conf", "sink sA file\n", "d/01.conf", "sink s01 file\n",
-        "d/a.conf", "sink sa file\nsink sB file\n"}),
+        "d/a.conf", "sink sa file\n", "d/B.conf", "sink sB file\n", "d/00.conf",
+        "sink s00 file\n"}),
     CX("include_dir skips other files and directories", "include_dir {D}/d",
        "sinks=1; sink0.name=s1",
        {"d/z.conf.bak", "bogus\n", "d/sub.conf/", "", "d/1.conf", "sink s1 file\n", "d/.conf",
@@ -676,6 +677,9 @@ static const struct tcase cases[] = {
        {NULL}, 1999, NULL),
     CO("-p beside configured listeners adds a local one", "listener 8883",
        "listeners=2; l0.port=8883; l1.port=1999; l1.address=127.0.0.1; anon=0", {NULL}, 1999, NULL),
+    CO("-p beside listeners and a dropped default-listener setting stays local",
+       "per_listener_settings true\nallow_anonymous true\nlistener 8883",
+       "listeners=2; l1.port=1999; l1.address=127.0.0.1; anon1=1; anon0=0", {NULL}, 1999, NULL),
     CO("-p replaces port N", "port 1883", "listeners=1; l0.port=1999; l0.address=(null)", {NULL},
        1999, NULL),
     CO("--rules", "rules_dir /a", "rules_dir=/cli; rules_dir_explicit=1", {NULL}, 0, "/cli"),
