@@ -84,10 +84,15 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
     event_add(b->tick_timer, &one);
     b->listeners = xcalloc(cfg->listener_count ? cfg->listener_count : 1, sizeof *b->listeners);
     for (size_t i = 0; i < cfg->listener_count; i++) {
-        if (cfg->listeners[i].protocol != CONFIG_PROTO_MQTT) {
-            log_error("listener", "%s:%d: protocol websockets is not available yet",
-                      cfg->listeners[i].file ? cfg->listeners[i].file : "-",
-                      cfg->listeners[i].line);
+        const struct config_listener *lc = &cfg->listeners[i];
+        const char *missing = lc->protocol != CONFIG_PROTO_MQTT ? "protocol websockets"
+                              : lc->certfile                   ? "TLS (certfile)"
+                              : lc->mount_point                ? "mount_point"
+                                                               : NULL;
+        if (missing) {
+            /* refuse rather than silently serve something else than what was configured */
+            log_error("listener", "%s:%d: %s is not supported by this build yet",
+                      lc->file ? lc->file : "-", lc->line, missing);
             broker_free(b);
             return NULL;
         }

@@ -347,6 +347,7 @@ static void deliver(struct bconn *c, const struct codec_publish *p, uint64_t t)
     memcpy(&who, p->payload.p + 8, 4);
     memcpy(&seq, p->payload.p + 12, 4);
     b->last_progress_ns = t;
+    b->win_delivered += b->counting;
     if (who & BENCH_WARMUP_BIT) {
         b->warm_delivered++;
         return;
@@ -404,6 +405,11 @@ static int handle(struct bconn *c, const struct codec_packet *pk, uint64_t t)
             drop(c, "CONNACK refused, reason 0x%02x", pk->u.connack.reason);
             return -1;
         }
+        /* v5: never exceed the broker's Receive Maximum [MQTT-3.3.4-7]. The stack still holds
+         * every id, so shrinking it keeps only valid ones. */
+        if (c->free_ids && CODEC_HAS(&pk->u.connack.props, CODEC_PROP_RECEIVE_MAX) &&
+            pk->u.connack.props.receive_max < c->free_n)
+            c->free_n = pk->u.connack.props.receive_max;
         if (c->role == ROLE_SUB) {
             send_subscribe(c);
             c->state = CS_SUBACK;
@@ -438,8 +444,11 @@ static int handle(struct bconn *c, const struct codec_packet *pk, uint64_t t)
         codec_encode_ack(&c->out, v, CODEC_PUBCOMP, pk->u.ack.packet_id, 0, &no_props);
         return 0;
     case CODEC_PUBACK:
-        if (id_check(c, pk->u.ack.packet_id, ID_WAIT_ACK, "PUBACK") >= 0)
-            complete(c, pk->u.ack.packet_id, t);
+        if (id_check(c, pk->u.ack.packet_id, ID_WAIT_ACK, "PUBACK") < 0)
+            return 0;
+        if (pk->u.ack.reason >= 0x80)
+            bench_error(b, "publisher %u: PUBACK reason 0x%02x", c->idx, pk->u.ack.reason);
+        complete(c, pk->u.ack.packet_id, t);
         return 0;
     case CODEC_PUBREC: {
         uint16_t id = pk->u.ack.packet_id;

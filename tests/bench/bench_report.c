@@ -41,6 +41,9 @@ void bench_report_text(const struct bench *b, const struct bench_result *r)
                    (unsigned long long)r->rss_before_kb, (unsigned long long)r->rss_after_kb);
             printf("  %-22s %.0f bytes\n", "broker RSS/connection", r->rss_per_conn_bytes);
         }
+    } else if (!b->measure_ns) {
+        printf(" qos=%u publishers=%u subscribers=%u\n  not measured: %s\n", o->qos, b->npubs,
+               b->nsubs, b->error);
     } else {
         printf(" qos=%u publishers=%u subscribers=%u payload=%zuB", o->qos, b->npubs, b->nsubs,
                o->payload);
@@ -49,8 +52,8 @@ void bench_report_text(const struct bench *b, const struct bench_result *r)
         if (o->qos)
             printf(" inflight=%u", o->inflight);
         printf("\n");
-        printf("  %-22s %.2f s (warm-up %.1f s: %llu sent, %llu delivered)\n", "window",
-               r->window_s, o->warmup, (unsigned long long)r->warm_sent,
+        printf("  %-22s %.2f s (warm-up %.1f s: %llu sent, %llu delivered)\n", "publishing",
+               r->publish_s, o->warmup, (unsigned long long)r->warm_sent,
                (unsigned long long)r->warm_delivered);
         printf("  %-22s %llu (%.0f msgs/s)\n", "sent", (unsigned long long)r->sent,
                r->sent_per_s);
@@ -61,14 +64,17 @@ void bench_report_text(const struct bench *b, const struct bench_result *r)
         printf("  %-22s %llu\n", "dropped", (unsigned long long)r->dropped);
         if (r->out_of_order)
             printf("  %-22s %llu\n", "duplicate/out of order", (unsigned long long)r->out_of_order);
-        printf("  %-22s %.0f (over %.2f s)\n", "delivered msgs/s", r->delivered_per_s,
-               r->deliver_s);
+        printf("  %-22s %.0f (%llu copies received in the %.2f s window; last measured one at "
+               "%.2f s)\n",
+               "delivered msgs/s", r->delivered_per_s, (unsigned long long)r->win_delivered,
+               r->window_s, r->deliver_s);
         printf("  %-22s %.3f / %.3f ms (p99.9 %.3f, max %.3f)\n", "latency p50/p99",
                ms(r->lat_p50_ns), ms(r->lat_p99_ns), ms(r->lat_p999_ns), ms(r->lat_max_ns));
         if (r->have_cpu)
-            printf("  %-22s %.2f s = %.3f us/msg\n", "broker CPU", r->broker_cpu_s,
+            printf("  %-22s %.2f s in the window = %.3f us/delivered msg\n", "broker CPU",
+                   r->broker_cpu_s,
                    r->broker_cpu_us_per_msg);
-        printf("  %-22s %.0f %% of a core\n", "bench CPU", r->bench_cpu_pct);
+        printf("  %-22s %.0f %% of a core (window)\n", "bench CPU", r->bench_cpu_pct);
     }
     if (r->have_rss)
         printf("  %-22s %llu kB\n", "broker RSS at end", (unsigned long long)r->broker_rss_kb);
@@ -93,13 +99,15 @@ void bench_report_json(const struct bench *b, const struct bench_result *r)
                    r->rss_per_conn_bytes);
     } else {
         printf(",\"publishers\":%u,\"subscribers\":%u,\"payload\":%zu,\"rate\":%g,\"inflight\":%u"
-               ",\"window_s\":%.3f,\"deliver_s\":%.3f,\"sent\":%llu,\"acked\":%llu"
+               ",\"publish_s\":%.3f,\"window_s\":%.3f,\"window_delivered\":%llu"
+               ",\"deliver_s\":%.3f,\"sent\":%llu,\"acked\":%llu"
                ",\"expected\":%llu,\"delivered\":%llu,\"dropped\":%llu,\"out_of_order\":%llu"
                ",\"warmup_sent\":%llu,\"warmup_delivered\":%llu"
                ",\"sent_per_s\":%.1f,\"delivered_per_s\":%.1f"
                ",\"latency_p50_us\":%.1f,\"latency_p99_us\":%.1f,\"latency_p999_us\":%.1f"
                ",\"latency_max_us\":%.1f,\"bench_cpu_pct\":%.1f",
-               b->npubs, b->nsubs, o->payload, o->rate, o->inflight, r->window_s, r->deliver_s,
+               b->npubs, b->nsubs, o->payload, o->rate, o->inflight, r->publish_s, r->window_s,
+               (unsigned long long)r->win_delivered, r->deliver_s,
                (unsigned long long)r->sent, (unsigned long long)r->acked,
                (unsigned long long)r->expected, (unsigned long long)r->delivered,
                (unsigned long long)r->dropped, (unsigned long long)r->out_of_order,

@@ -147,20 +147,39 @@ static void enter(struct bench *b, enum bench_phase ph)
     b->phase_ns = now_ns();
 }
 
+static void window_open(struct bench *b)
+{
+    b->counting = true;
+    b->win_begin_ns = now_ns();
+    b->self_cpu0_ns = proc_self_cpu_ns();
+    if (b->o.broker_pid && proc_cpu_ns(b->o.broker_pid, &b->cpu0_ns) < 0) {
+        bench_error(b, "cannot read /proc/%d/stat: broker CPU not reported", (int)b->o.broker_pid);
+        b->o.broker_pid = 0;
+    }
+}
+
+static void window_close(struct bench *b)
+{
+    if (!b->counting)
+        return;
+    b->counting = false;
+    b->win_end_ns = now_ns();
+    b->self_cpu1_ns = proc_self_cpu_ns();
+    if (b->o.broker_pid && proc_cpu_ns(b->o.broker_pid, &b->cpu1_ns) == 0)
+        b->have_cpu = true;
+}
+
 static void finish(struct bench *b)
 {
     if (b->phase == PH_DONE)
         return;
     if (b->phase == PH_MEASURE)
         b->measure_end_ns = now_ns();
+    window_close(b);
     enter(b, PH_DONE);
     b->end_ns = b->phase_ns;
-    b->self_cpu1_ns = proc_self_cpu_ns();
-    if (b->o.broker_pid) {
-        if (b->measure_ns && proc_cpu_ns(b->o.broker_pid, &b->cpu1_ns) == 0)
-            b->have_cpu = true;
+    if (b->o.broker_pid)
         b->have_rss_end = proc_rss_kb(b->o.broker_pid, &b->rss_end_kb) == 0;
-    }
     for (unsigned i = 0; i < b->nconns; i++)
         bconn_close(&b->conns[i]);
     event_base_loopbreak(b->base);
@@ -171,11 +190,7 @@ static void start_measure(struct bench *b)
     enter(b, PH_MEASURE);
     b->measure_ns = b->phase_ns;
     b->last_progress_ns = b->phase_ns;
-    b->self_cpu0_ns = proc_self_cpu_ns();
-    if (b->o.broker_pid && proc_cpu_ns(b->o.broker_pid, &b->cpu0_ns) < 0) {
-        bench_error(b, "cannot read /proc/%d/stat: broker CPU not reported", (int)b->o.broker_pid);
-        b->o.broker_pid = 0;
-    }
+    window_open(b);
     for (unsigned i = b->nsubs; i < b->nconns; i++)
         b->conns[i].phase_sent = 0;
     pump_all(b);
@@ -301,6 +316,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (in_phase >= secs_ns(b->o.duration) ||
             (b->o.messages && b->npubs && b->pubs_done == b->npubs)) {
             b->measure_end_ns = now;
+            if (!b->o.messages)
+                window_close(b);
             if (b->o.scenario == SCEN_CONNECTIONS) {
                 finish(b);
             } else {
@@ -342,13 +359,16 @@ static void fill_result(const struct bench *b, struct bench_result *r)
     r->warm_sent = b->warm_sent;
     r->warm_delivered = b->warm_delivered;
     if (b->measure_ns && b->measure_end_ns > b->measure_ns)
-        r->window_s = (double)(b->measure_end_ns - b->measure_ns) / 1e9;
+        r->publish_s = (double)(b->measure_end_ns - b->measure_ns) / 1e9;
+    if (b->win_end_ns > b->win_begin_ns)
+        r->window_s = (double)(b->win_end_ns - b->win_begin_ns) / 1e9;
+    r->win_delivered = b->win_delivered;
     if (b->measure_ns && b->last_delivery_ns > b->measure_ns)
         r->deliver_s = (double)(b->last_delivery_ns - b->measure_ns) / 1e9;
-    if (r->deliver_s > 0)
-        r->delivered_per_s = (double)r->delivered / r->deliver_s;
     if (r->window_s > 0)
-        r->sent_per_s = (double)r->sent / r->window_s;
+        r->delivered_per_s = (double)r->win_delivered / r->window_s;
+    if (r->publish_s > 0)
+        r->sent_per_s = (double)r->sent / r->publish_s;
     r->lat_p50_ns = hist_quantile(&b->hist, 0.50);
     r->lat_p99_ns = hist_quantile(&b->hist, 0.99);
     r->lat_p999_ns = hist_quantile(&b->hist, 0.999);
@@ -356,14 +376,14 @@ static void fill_result(const struct bench *b, struct bench_result *r)
     if (b->have_cpu && b->cpu1_ns >= b->cpu0_ns) {
         r->have_cpu = true;
         r->broker_cpu_s = (double)(b->cpu1_ns - b->cpu0_ns) / 1e9;
-        if (r->delivered)
-            r->broker_cpu_us_per_msg = r->broker_cpu_s * 1e6 / (double)r->delivered;
+        if (r->win_delivered)
+            r->broker_cpu_us_per_msg = r->broker_cpu_s * 1e6 / (double)r->win_delivered;
     }
     r->have_rss = b->have_rss_end;
     r->broker_rss_kb = b->rss_end_kb;
-    if (b->measure_ns && b->end_ns > b->measure_ns)
+    if (b->win_end_ns > b->win_begin_ns)
         r->bench_cpu_pct = 100.0 * (double)(b->self_cpu1_ns - b->self_cpu0_ns) /
-                           (double)(b->end_ns - b->measure_ns);
+                           (double)(b->win_end_ns - b->win_begin_ns);
 
     r->attempted = b->next_start;
     r->connected = b->ready;
@@ -417,7 +437,7 @@ int bench_run(struct bench *b, struct bench_result *r)
 
     event_base_dispatch(b->base);
     finish(b); /* no-op unless the loop ran dry */
-    ret = (b->failed && o->scenario != SCEN_CONNECTIONS) || b->resolved < b->nconns ? -1 : 0;
+    ret = b->failed || b->resolved < b->nconns ? -1 : 0;
 out:
     fill_result(b, r);
     return ret;

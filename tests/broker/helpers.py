@@ -277,6 +277,9 @@ class Client:
         raise AssertionError(f"expected no message, got {m}")
 
     def wait_disconnected(self, timeout=WAIT):
+        """Waits for the close; returns disconnect_rc. Note: paho 1.6.1 drops the reason code of
+        a server DISCONNECT whose remaining length is 1 (reason only, no properties) and reports
+        7 (connection lost) instead; check server DISCONNECT reasons with RawClient."""
         assert self.disconnected.wait(timeout), f"connection still open after {timeout}s"
         return self.disconnect_rc
 
@@ -846,7 +849,8 @@ class MosquittoSub:
     lines() returns the received "topic payload" lines; stop() ends it."""
 
     def __init__(self, broker, topic, qos=0, version=MQTTv311, extra=(), timeout=WAIT):
-        self.cmd = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-t", topic,
+        # stdbuf: mosquitto_sub writes through stdio, fully buffered into a pipe
+        self.cmd = ["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-t", topic,
                     "-q", str(qos), "-v", "-d", *_version_args(version), *extra]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)

@@ -183,16 +183,17 @@ def test_v5_duplicate_client_id_sends_disconnect_0x8e_to_the_old_connection(brok
 
 @BOTH
 def test_takeover_by_paho_client_disconnects_the_old_paho_client(broker, clients, proto):
-    """3.1.1 [MQTT-3.1.4-2] / v5 [MQTT-3.1.4-3], with a real client library on both ends."""
+    """3.1.1 [MQTT-3.1.4-2] / v5 [MQTT-3.1.4-3], with a real client library on both ends.
+    (The v5 reason 0x8E is checked byte by byte above: paho 1.6.1 ignores the reason code of a
+    DISCONNECT whose remaining length is 1, so it reports a lost connection instead.)"""
     cid = unique_id("dupp")
     old = Client(broker, cid, proto)
     clients.append(old)
     new = Client(broker, cid, proto)
     clients.append(new)
     old.wait_disconnected()
-    if proto == MQTTv5:
-        assert old.disconnect_rc == 0x8E
     assert new.connected.is_set()
+    assert not new.disconnected.wait(0.5)
 
 
 @BOTH
