@@ -76,6 +76,7 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
     b->start_ms = broker_now_ms();
     hmap_init(&b->sessions);
     buf_init(&b->scratch);
+    buf_init(&b->mount);
     b->subs = subtree_new();
     b->retained = retain_new();
     b->reaper = event_new(base, -1, 0, on_reap, b);
@@ -87,7 +88,6 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
         const struct config_listener *lc = &cfg->listeners[i];
         const char *missing = lc->protocol != CONFIG_PROTO_MQTT ? "protocol websockets"
                               : lc->certfile                   ? "TLS (certfile)"
-                              : lc->mount_point                ? "mount_point"
                                                                : NULL;
         if (missing) {
             /* refuse rather than silently serve something else than what was configured */
@@ -198,5 +198,6 @@ void broker_free(struct broker *b)
     if (b->shutdown_check)
         event_free(b->shutdown_check);
     buf_fini(&b->scratch);
+    buf_fini(&b->mount);
     free(b);
 }

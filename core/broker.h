@@ -69,6 +69,7 @@ struct broker {
     uint64_t fd_capacity;
     uint32_t match_gen;       /* per-publish stamp for de-duplicating overlapping matches */
     struct buf scratch;       /* encode scratch; contents valid only inside one call */
+    struct buf mount;         /* topic scratch for listener mount points, likewise */
     bool shutting_down;
     struct broker_stats stats;
 };

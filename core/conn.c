@@ -22,6 +22,7 @@
 #include "msg.h"
 #include "proto.h"
 #include "session.h"
+#include "topic.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -178,7 +179,7 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
         .qos = qos,
         .dup = dup,
         .retain = retain,
-        .topic = {(const uint8_t *)m->topic, m->topic_len},
+        .topic = {(const uint8_t *)m->topic, m->topic_len},  /* mount point stripped below */
         .packet_id = packet_id,
         .has_expiry = m->has_expiry,
         .message_expiry = m->has_expiry ? msg_remaining_expiry(m, now) : 0,
@@ -187,6 +188,11 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
         .shared_props = {m->props, c->version == MQTT_V5 ? m->props_len : 0},
         .payload_len = m->payload_len,
     };
+    if (c->lcfg->mount_point) {
+        size_t strip = topic_mounted_prefix(c->lcfg->mount_point, m->topic, m->topic_len);
+        h.topic.p += strip;
+        h.topic.len -= strip;
+    }
     if (c->max_packet_out && codec_publish_size(&h) > c->max_packet_out) {
         /* [MQTT-3.1.2-25] too big for this client: skipped as if sent */
         b->stats.dropped_too_big++;
@@ -194,7 +200,7 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
     }
     if (c->alias_out_max && c->version == MQTT_V5) {
         uint16_t alias;
-        if (!pick_alias(c, m->topic, m->topic_len, &alias))
+        if (!pick_alias(c, (const char *)h.topic.p, h.topic.len, &alias))
             h.topic.len = 0;
         h.topic_alias = alias;
     }

@@ -76,14 +76,22 @@ static int check_will(const struct conn *c, const struct codec_connect *p)
     return 0;
 }
 
-static struct msg *make_will(struct broker *b, const struct codec_connect *p, const char *origin)
+static struct msg *make_will(struct conn *c, const struct codec_connect *p, const char *origin)
 {
+    struct broker *b = c->b;
+    const char *topic = (const char *)p->will_topic.p;
+    size_t topic_len = p->will_topic.len;
+    if (c->lcfg->mount_point) {
+        topic_mount(c->lcfg->mount_point, topic, topic_len, &b->mount);
+        topic = (const char *)b->mount.data;
+        topic_len = b->mount.len;
+    }
     struct buf props;
     buf_init(&props);
     codec_encode_forward_props(&props, &p->will_props);
     struct msg_init in = {
-        .topic = (const char *)p->will_topic.p,
-        .topic_len = p->will_topic.len,
+        .topic = topic,
+        .topic_len = topic_len,
         .payload = p->will_payload.p,
         .payload_len = p->will_payload.len,
         .props = props.data,
@@ -262,7 +270,7 @@ int proto_connect(struct conn *c, struct codec_connect *p)
     s->username = p->has_username ? xstrndup((const char *)p->username.p, p->username.len) : NULL;
     msg_release(&s->will); /* [MQTT-3.1.3-9] a new connection cancels a delayed will */
     if (p->will_flag) {
-        s->will = make_will(b, p, s->client_id);
+        s->will = make_will(c, p, s->client_id);
         s->will_delay = CODEC_HAS(&p->will_props, CODEC_PROP_WILL_DELAY)
                             ? p->will_props.will_delay
                             : 0;

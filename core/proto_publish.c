@@ -64,6 +64,11 @@ static struct msg *make_msg(struct conn *c, const struct codec_publish *p, const
                             size_t len)
 {
     struct broker *b = c->b;
+    if (c->lcfg->mount_point) {
+        topic_mount(c->lcfg->mount_point, topic, len, &b->mount);
+        topic = (const char *)b->mount.data;
+        len = b->mount.len;
+    }
     struct buf *sb = &b->scratch;
     buf_reset(sb);
     if (c->version == MQTT_V5)

@@ -20,7 +20,7 @@
 
 /* A granted subscription whose retained messages go out after the SUBACK. */
 struct pending_retained {
-    const uint8_t *filter;
+    char *filter; /* owned copy */
     size_t len;
     uint8_t options;
 };
@@ -71,6 +71,13 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
         const char *f = (const char *)fb.p, *group, *real;
         size_t glen, rlen;
         uint8_t code = props_ok ? check_filter(f, fb.len, &group, &glen, &real, &rlen) : 0x97;
+        if (code == 0 && c->lcfg->mount_point) {
+            /* the listener's mount point prefixes every filter of its clients */
+            topic_mount(c->lcfg->mount_point, f, fb.len, &b->mount);
+            f = (const char *)b->mount.data;
+            fb.len = b->mount.len;
+            code = check_filter(f, fb.len, &group, &glen, &real, &rlen);
+        }
         if (code == 0 && group && (options & CODEC_SUBOPT_NO_LOCAL)) {
             rc = TIDE_EPROTOCOL; /* [MQTT-3.8.3-4] No Local on a shared subscription */
             goto done;
@@ -106,16 +113,19 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
          * never for a shared subscription [MQTT-3.8.4-?] (§4.8.2) */
         uint8_t rh = CODEC_SUBOPT_RH(granted_opts);
         if (!group && (rh == 0 || (rh == 1 && !existed)))
-            retained[nretained++] = (struct pending_retained){fb.p, fb.len, granted_opts};
+            retained[nretained++] =
+                (struct pending_retained){xstrndup(real, rlen), rlen, granted_opts};
     }
     struct buf *sb = &b->scratch;
     buf_reset(sb);
     codec_encode_suback(sb, c->version, CODEC_SUBACK, sp->packet_id, NULL, codes, n);
     conn_send(c, sb->data, sb->len);
     for (size_t i = 0; i < nretained; i++)
-        router_send_retained(b, s, (const char *)retained[i].filter, retained[i].len,
-                             retained[i].options, sub_id);
+        router_send_retained(b, s, retained[i].filter, retained[i].len, retained[i].options,
+                             sub_id);
 done:
+    for (size_t i = 0; i < nretained; i++)
+        free(retained[i].filter);
     free(codes);
     free(retained);
     return rc;
@@ -136,8 +146,15 @@ int proto_unsubscribe(struct conn *c, struct codec_subscribe *sp)
             codes[n++] = 0x8F;
             continue;
         }
+        const char *f = (const char *)fb.p;
+        size_t flen = fb.len;
+        if (c->lcfg->mount_point) {
+            topic_mount(c->lcfg->mount_point, f, flen, &b->mount);
+            f = (const char *)b->mount.data;
+            flen = b->mount.len;
+        }
         /* 0x11: No subscription existed */
-        codes[n++] = session_sub_remove(s, (const char *)fb.p, fb.len) ? 0x00 : 0x11;
+        codes[n++] = session_sub_remove(s, f, flen) ? 0x00 : 0x11;
         if (b->cfg->log_types & CONFIG_LOG_UNSUBSCRIBE)
             log_info("sub", "unsubscribe client=%s filter=%.*s", s->client_id, (int)fb.len,
                      (const char *)fb.p);

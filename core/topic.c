@@ -3,6 +3,8 @@
  * (pointer, length) and never read past len. */
 #include "topic.h"
 
+#include "util/buf.h"
+
 #include <string.h>
 
 #include "util/err.h"
@@ -128,4 +130,25 @@ size_t topic_levels(const char *t, size_t len)
         p++;
     }
     return n;
+}
+
+void topic_mount(const char *prefix, const char *t, size_t len, struct buf *out)
+{
+    const char *group, *f;
+    size_t glen, flen;
+    buf_reset(out);
+    if (topic_parse_shared(t, len, &group, &glen, &f, &flen) == 1) {
+        buf_append(out, t, (size_t)(f - t)); /* "$share/G/" */
+        buf_append(out, prefix, strlen(prefix));
+        buf_append(out, f, flen);
+        return;
+    }
+    buf_append(out, prefix, strlen(prefix));
+    buf_append(out, t, len);
+}
+
+size_t topic_mounted_prefix(const char *prefix, const char *t, size_t len)
+{
+    size_t n = strlen(prefix);
+    return n <= len && memcmp(prefix, t, n) == 0 ? n : 0;
 }

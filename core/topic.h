@@ -32,4 +32,13 @@ bool topic_has_wildcard(const char *f, size_t len);
 /* Number of levels of a name or filter ("a/b" is 2, "" is 1, "/" is 2). */
 size_t topic_levels(const char *t, size_t len);
 
+struct buf;
+
+/* Listener mount points (Mosquitto's mount_point): writes prefix + t into out (reset first).
+ * For a shared filter "$share/G/F" the prefix goes before F: "$share/G/" prefix F. */
+void topic_mount(const char *prefix, const char *t, size_t len, struct buf *out);
+
+/* If t starts with prefix, returns the length of the prefix to strip, else 0. */
+size_t topic_mounted_prefix(const char *prefix, const char *t, size_t len);
+
 #endif
