@@ -4,5 +4,6 @@
 #define TIDE_CMD_H
 
 int cmd_serve(int argc, char **argv);
+int cmd_passwd(int argc, char **argv); /* tidemq passwd: mosquitto_passwd-compatible */
 
 #endif

@@ -23,6 +23,8 @@ int main(int argc, char **argv)
     if (argc > 1 && argv[1][0] != '-') {
         if (strcmp(argv[1], "serve") == 0)
             return cmd_serve(argc - 1, argv + 1);
+        if (strcmp(argv[1], "passwd") == 0)
+            return cmd_passwd(argc - 1, argv + 1);
         fprintf(stderr, "tidemq: unknown command '%s'\n", argv[1]);
         usage(stderr);
         return 2;

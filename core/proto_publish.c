@@ -29,7 +29,7 @@ static int resolve_topic(struct conn *c, const struct codec_publish *p, const ch
         return *len ? 0 : TIDE_EPROTOCOL;
     }
     uint16_t alias = p->props.topic_alias;
-    if (alias == 0 || alias > c->alias_in_max)
+    if (alias > c->alias_in_max) /* (alias 0 is refused by the codec as a protocol error) */
         return TIDE_EALIAS; /* [MQTT-3.3.2-9] [MQTT-3.3.2-10] */
     if (*len) {
         free(c->alias_in[alias]);
@@ -98,6 +98,8 @@ int proto_publish(struct conn *c, struct codec_publish *p)
     struct session *s = c->s;
     const char *topic;
     size_t len;
+    if (CODEC_HAS(&p->props, CODEC_PROP_SUBSCRIPTION_ID))
+        return TIDE_EPROTOCOL; /* [MQTT-3.3.4-6] only the server sends subscription ids */
     int rc = resolve_topic(c, p, &topic, &len);
     if (rc < 0)
         return rc;

@@ -12,13 +12,13 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from helpers import (
-    AUTH, CONNACK, DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK,
+    DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, UNSUBACK,
     MQTTv5, P_ASSIGNED_CLIENT_ID, P_AUTH_DATA, P_AUTH_METHOD, P_CONTENT_TYPE,
     P_CORRELATION_DATA, P_MAXIMUM_PACKET_SIZE, P_MAXIMUM_QOS, P_MESSAGE_EXPIRY,
     P_PAYLOAD_FORMAT, P_RECEIVE_MAXIMUM, P_RESPONSE_TOPIC, P_RETAIN_AVAILABLE,
     P_SERVER_KEEP_ALIVE, P_SESSION_EXPIRY, P_SHARED_SUB_AVAILABLE, P_SUB_ID_AVAILABLE,
     P_SUBSCRIPTION_ID, P_TOPIC_ALIAS, P_TOPIC_ALIAS_MAXIMUM, P_USER_PROPERTY,
-    P_WILDCARD_SUB_AVAILABLE, Client, ConnectionClosed, RawClient, auth_packet, props,
+    P_WILDCARD_SUB_AVAILABLE, Client, RawClient, auth_packet, props,
     sub_opts, subscribe_packet, unique_id, unique_topic, unsubscribe_packet,
 )
 
@@ -160,6 +160,69 @@ def test_queued_message_expires_for_an_offline_session(broker, clients):
     raw2.expect_nothing(0.7)
 
 
+def test_message_held_back_by_receive_maximum_expires_before_it_is_sent(broker, clients):
+    """[MQTT-3.3.2-5]: a message waiting for a Receive Maximum slot whose expiry passes before the
+    broker starts sending it is never delivered: with Receive Maximum 1 and the first message
+    unacknowledged for 2 s, the second (expiry 1 s) is skipped and the third follows."""
+    topic = unique_topic("expiry-rmax")
+    raw, _ = raw5(broker, clients, connect_props=[(P_RECEIVE_MAXIMUM, 1)])
+    raw_sub(raw, topic, 1)
+    pub = paho5(broker, clients)
+    pub.publish(topic, b"first", qos=1)
+    pub.publish(topic, b"expires", qos=1,
+                properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
+    pub.publish(topic, b"third", qos=1)
+    (p0,) = read_publishes(raw, 1)
+    assert p0.payload == b"first"
+    time.sleep(2.2)
+    raw.ack(PUBACK, p0.packet_id)
+    (p1,) = read_publishes(raw, 1, ack=True)
+    assert p1.payload == b"third", f"the expired message was sent: {p1!r}"
+    raw.expect_nothing(0.5)
+
+
+def test_retained_message_keeps_its_properties(broker, clients):
+    """[MQTT-3.3.2-4] / [MQTT-3.3.2-15] / [MQTT-3.3.2-16] / [MQTT-3.3.2-17] / [MQTT-3.3.2-18] /
+    [MQTT-3.3.2-20]: a retained message sent to a later subscriber carries the properties it was
+    published with, unaltered and (User Properties) in order."""
+    topic = unique_topic("ret-props")
+    pub, _ = raw5(broker, clients)
+    sent = [(P_PAYLOAD_FORMAT, 1), (P_CONTENT_TYPE, "text/plain"),
+            (P_RESPONSE_TOPIC, topic + "/r"), (P_CORRELATION_DATA, b"\x00c"),
+            (P_USER_PROPERTY, ("z", "1")), (P_USER_PROPERTY, ("a", "2"))]
+    pub.publish(topic, b"kept", qos=1, packet_id=1, retain=True, props=sent)
+    assert pub.expect(PUBACK).reason == 0
+    raw, _ = raw5(broker, clients)
+    raw_sub(raw, topic, 1)
+    (p,) = read_publishes(raw, 1, ack=True)
+    assert p.retain and p.payload == b"kept", p
+    for pid in (P_PAYLOAD_FORMAT, P_CONTENT_TYPE, P_RESPONSE_TOPIC, P_CORRELATION_DATA):
+        assert p.props.get(pid) == dict((k, v) for k, v in sent if k != P_USER_PROPERTY)[pid], p
+    assert p.props.all(P_USER_PROPERTY) == [("z", "1"), ("a", "2")], p
+    pub.publish(topic, b"", qos=1, packet_id=2, retain=True)
+    pub.expect(PUBACK)
+
+
+def test_will_message_is_published_with_its_properties(broker, clients):
+    """[MQTT-3.1.3-10] (section 3.1.3.2): the Will is published with its Will Properties (Content
+    Type, Response Topic, Correlation Data, Payload Format Indicator) unaltered and its User
+    Properties in order, when the connection drops."""
+    topic = unique_topic("will-props")
+    watch, _ = raw5(broker, clients)
+    raw_sub(watch, topic, 0)
+    wprops = [(P_CONTENT_TYPE, "application/x-w"), (P_RESPONSE_TOPIC, topic + "/r"),
+              (P_CORRELATION_DATA, b"\xff\x01"), (P_PAYLOAD_FORMAT, 1),
+              (P_USER_PROPERTY, ("b", "1")), (P_USER_PROPERTY, ("a", "2")),
+              (P_USER_PROPERTY, ("b", "3"))]
+    w, _ = raw5(broker, clients, will={"topic": topic, "payload": b"gone", "props": wprops})
+    w.close()
+    (p,) = read_publishes(watch, 1)
+    assert p.payload == b"gone", p
+    for pid in (P_CONTENT_TYPE, P_RESPONSE_TOPIC, P_CORRELATION_DATA, P_PAYLOAD_FORMAT):
+        assert p.props.get(pid) == dict((k, v) for k, v in wprops if k != P_USER_PROPERTY)[pid], p
+    assert p.props.all(P_USER_PROPERTY) == [("b", "1"), ("a", "2"), ("b", "3")], p
+
+
 # --------------------------------------------------------------------------------------------
 # topic aliases, client -> server
 # --------------------------------------------------------------------------------------------
@@ -183,6 +246,29 @@ def test_client_topic_alias_is_set_then_used_with_an_empty_topic(broker, clients
     assert [(m.topic, m.payload) for m in got] == [(topic, b"set"), (topic, b"use1"), (topic, b"use2")]
     # the subscriber (no Topic Alias Maximum of its own) never sees the alias
     assert all(m.prop("TopicAlias") is None for m in got)
+
+
+def test_every_client_alias_up_to_the_maximum_is_accepted_and_can_be_remapped(broker, clients):
+    """[MQTT-3.3.2-12]: the Server accepts every Topic Alias from 1 to its Topic Alias Maximum
+    (10 by default); a PUBLISH with a topic and an alias already in use replaces the mapping
+    (section 3.3.2.3.4)."""
+    base = unique_topic("alias-all")
+    sub = paho5(broker, clients)
+    assert sub.subscribe(f"{base}/#", 0) == [0]
+    raw, ack = raw5(broker, clients)
+    amax = ack.props.get(P_TOPIC_ALIAS_MAXIMUM)
+    assert amax == 10, ack
+    for a in range(1, amax + 1):
+        raw.publish(f"{base}/{a}", b"set%d" % a, props=[(P_TOPIC_ALIAS, a)])
+    for a in range(1, amax + 1):
+        raw.publish("", b"use%d" % a, props=[(P_TOPIC_ALIAS, a)])
+    raw.publish(f"{base}/new", b"remap", props=[(P_TOPIC_ALIAS, 1)])
+    raw.publish("", b"after", props=[(P_TOPIC_ALIAS, 1)])
+    got = [(m.topic, m.payload) for m in sub.expect(2 * amax + 2)]
+    want = ([(f"{base}/{a}", b"set%d" % a) for a in range(1, amax + 1)]
+            + [(f"{base}/{a}", b"use%d" % a) for a in range(1, amax + 1)]
+            + [(f"{base}/new", b"remap"), (f"{base}/new", b"after")])
+    assert got == want
 
 
 def test_client_topic_alias_above_the_connack_maximum_is_disconnected_0x94(broker_factory, clients):
@@ -298,6 +384,38 @@ def test_broker_topic_aliases_never_exceed_the_client_maximum(broker, clients):
             resolved = p.topic
         assert resolved == topic, f"{p!r} resolves to {resolved!r}, published to {topic!r}"
     assert used, "no Topic Alias was used at all"
+
+
+def test_redelivery_after_reconnect_does_not_use_the_old_connections_aliases(broker, clients):
+    """[MQTT-3.3.2-7]: Topic Alias mappings end with the Network Connection; QoS 1 messages
+    redelivered to a resumed session on a new connection must not rely on an alias set on the
+    old one: each empty topic resolves through an alias set on the new connection."""
+    topic = unique_topic("alias-redo")
+    cid = unique_id("alias-redo")
+    amax = [(P_TOPIC_ALIAS_MAXIMUM, 5)]
+    raw, _ = raw5(broker, clients, client_id=cid, connect_props=amax + [(P_SESSION_EXPIRY, 60)])
+    raw_sub(raw, topic, 1)
+    pub = paho5(broker, clients)
+    for i in range(3):
+        pub.publish(topic, b"m%d" % i, qos=1)
+    first = read_publishes(raw, 3)  # not acknowledged
+    assert [p.payload for p in first] == [b"m0", b"m1", b"m2"]
+    raw.close()
+    raw2, ack = raw5(broker, clients, client_id=cid, clean=False, connect_props=amax)
+    assert ack.session_present
+    again = read_publishes(raw2, 3, ack=True)
+    mapping = {}
+    for p in again:
+        alias = p.props.get(P_TOPIC_ALIAS)
+        if p.topic:
+            if alias is not None:
+                mapping[alias] = p.topic
+            resolved = p.topic
+        else:
+            assert alias in mapping, f"empty topic with an alias not set on this connection: {p!r}"
+            resolved = mapping[alias]
+        assert resolved == topic and p.dup, p
+    assert [p.payload for p in again] == [b"m0", b"m1", b"m2"]
 
 
 @pytest.mark.parametrize("connect_props", [None, [(P_TOPIC_ALIAS_MAXIMUM, 0)]],
@@ -418,6 +536,22 @@ def test_message_larger_than_client_maximum_packet_size_is_skipped(broker, clien
     assert [m.payload for m in other.expect(3)] == [big, b"small", b"small2"]
 
 
+def test_retained_message_larger_than_client_maximum_packet_size_is_skipped(broker, clients):
+    """[MQTT-3.1.2-24] / [MQTT-3.1.2-25]: retained messages sent on SUBSCRIBE obey the client's
+    Maximum Packet Size (100) too: the 300-byte one is skipped, the small one arrives."""
+    base = unique_topic("mps-ret")
+    pub = paho5(broker, clients)
+    pub.publish(f"{base}/big", b"B" * 300, qos=1, retain=True)
+    pub.publish(f"{base}/small", b"s", qos=1, retain=True)
+    raw, _ = raw5(broker, clients, connect_props=[(P_MAXIMUM_PACKET_SIZE, 100)])
+    raw_sub(raw, f"{base}/#", 1)
+    (p,) = read_publishes(raw, 1, ack=True)
+    assert (p.topic, p.payload, p.retain) == (f"{base}/small", b"s", True), p
+    raw.expect_nothing(0.7)
+    pub.publish(f"{base}/big", b"", qos=1, retain=True)
+    pub.publish(f"{base}/small", b"", qos=1, retain=True)
+
+
 def test_broker_maximum_packet_size_is_advertised_and_enforced_0x95(broker_factory, clients):
     """Section 3.2.2.3.6 / [MQTT-3.2.2-15]: `max_packet_size 1000` is sent as Maximum Packet Size
     1000 in CONNACK; a client sending a 2000-byte PUBLISH gets DISCONNECT 0x95 (Packet too
@@ -468,6 +602,33 @@ def test_overlapping_subscriptions_deliver_one_message_with_both_identifiers(bro
     assert p.qos == 1, p
     assert sorted(p.props.all(P_SUBSCRIPTION_ID)) == [1, 2], p
     raw.expect_nothing(0.7)
+
+
+def test_resubscribe_replaces_the_subscription_identifier(broker, clients):
+    """[MQTT-3.8.4-3] / [MQTT-3.3.4-3]: subscribing again to the same filter replaces the
+    subscription, its Subscription Identifier included: only the new id (6) is sent."""
+    topic = unique_topic("subid-re")
+    raw, _ = raw5(broker, clients)
+    raw_sub(raw, topic, 0, packet_id=1, sub_props=[(P_SUBSCRIPTION_ID, 5)])
+    raw_sub(raw, topic, 0, packet_id=2, sub_props=[(P_SUBSCRIPTION_ID, 6)])
+    pub = paho5(broker, clients)
+    pub.publish(topic, b"x", qos=1)
+    (p,) = read_publishes(raw, 1)
+    assert p.props.all(P_SUBSCRIPTION_ID) == [6], p
+    raw.expect_nothing(0.5)
+
+
+def test_retained_message_carries_the_subscription_identifier(broker, clients):
+    """[MQTT-3.3.4-3]: a retained message sent because of a new subscription carries that
+    subscription's identifier."""
+    topic = unique_topic("subid-ret")
+    pub = paho5(broker, clients)
+    pub.publish(topic, b"ret", qos=1, retain=True)
+    raw, _ = raw5(broker, clients)
+    raw_sub(raw, topic, 1, sub_props=[(P_SUBSCRIPTION_ID, 268435455)])
+    (p,) = read_publishes(raw, 1, ack=True)
+    assert p.retain and p.props.all(P_SUBSCRIPTION_ID) == [268435455], p
+    pub.publish(topic, b"", qos=1, retain=True)
 
 
 def test_subscription_identifier_zero_is_a_protocol_error(broker, clients):
@@ -605,6 +766,23 @@ def test_auth_packet_without_an_authentication_method_is_disconnected(broker, cl
     expect_disconnect(raw, {0x8C, 0x82})
 
 
+def test_request_problem_information_0_suppresses_reason_strings_on_acks(broker, clients):
+    """[MQTT-3.1.2-29]: with Request Problem Information 0 the Server sends no Reason String or
+    User Property on packets other than PUBLISH, CONNACK and DISCONNECT: checked on a SUBACK
+    with a failure code and an UNSUBACK with 0x11."""
+    P_REQUEST_PROBLEM_INFO = 0x17
+    P_REASON_STRING = 0x1F
+    base = unique_topic("rpi")
+    raw, _ = raw5(broker, clients, connect_props=[(P_REQUEST_PROBLEM_INFO, 0)])
+    p = raw.subscribe([(f"{base}/#/bad", 1)], packet_id=2)
+    assert p.codes and p.codes[0] >= 0x80, p
+    assert P_REASON_STRING not in p.props and P_USER_PROPERTY not in p.props, p
+    raw.send(unsubscribe_packet(3, [f"{base}/none"], 5))
+    u = raw.expect(UNSUBACK)
+    assert u.codes == [0x11], u
+    assert P_REASON_STRING not in u.props and P_USER_PROPERTY not in u.props, u
+
+
 def test_connack_properties_of_the_default_listener(broker, clients):
     """Section 3.2.2.3: CONNACK properties are consistent: Topic Alias Maximum present (default
     10); no Maximum QoS when QoS 2 is supported (only 0 or 1 are valid values); Retain, Wildcard,
@@ -637,6 +815,18 @@ def test_max_qos_1_listener_advertises_it_and_caps_granted_qos(broker_factory, c
     pub.publish(topic, b"x", qos=1)
     (m,) = read_publishes(raw, 1, ack=True)
     assert m.qos == 1
+
+
+def test_max_qos_1_listener_refuses_a_qos2_will_0x9b(broker_factory, clients):
+    """[MQTT-3.2.2-12]: a CONNECT whose Will QoS exceeds the Server's Maximum QoS is refused:
+    CONNACK 0x9B (QoS not supported), then close."""
+    b = broker_factory("max_qos 1\n")
+    raw = RawClient(b, 5)
+    clients.append(raw)
+    ack = raw.connect(expect_rc=None, will={"topic": unique_topic("will2"), "payload": b"w",
+                                            "qos": 2})
+    assert ack.reason == 0x9B, ack
+    raw.expect_closed()
 
 
 def test_suback_reason_codes_for_invalid_filters(broker, clients):

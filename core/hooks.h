@@ -1,0 +1,97 @@
+/* The interface the rule engine implements and the broker calls: connect, subscribe, publish,
+ * deliver and disconnect events (see shared RULES-API.md). core/ knows nothing of Lua; it calls
+ * out only through a struct hooks, whose functions run on the loop thread and never block.
+ * Every pointer handed to a hook is borrowed for the duration of the call unless stated. */
+#ifndef TIDE_HOOKS_H
+#define TIDE_HOOKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg;
+
+/* A connected client as the hooks see it. */
+struct hooks_client {
+    const char *client_id;
+    const char *username; /* NULL: none */
+    uint8_t protocol;     /* 3 (3.1), 4 (3.1.1), 5 */
+    const char *address;
+    uint16_t port;        /* the client's source port */
+    uint16_t listener;    /* the listener's port */
+    void *attrs;          /* the engine's per-client state from on_connect, or NULL */
+};
+
+struct hooks_tls {
+    const char *subject, *issuer;
+    bool verified;
+};
+
+struct hooks_connect {
+    struct hooks_client client;
+    const uint8_t *password; /* NULL: none; scrubbed from rule errors and logs by the engine */
+    size_t password_len;
+    bool clean_start;
+    uint16_t keepalive;
+    const struct hooks_tls *tls; /* NULL for plain TCP */
+    /* MQTT 5 CONNECT properties, pre-decoded: the engine reads them through codec_props */
+    const struct codec_props *props;
+};
+
+enum hooks_verdict {
+    HOOKS_PASS,   /* no opinion: the next rule, then the broker's files, decide */
+    HOOKS_ACCEPT, /* accepted (connect/subscribe: the ACL/password files are not consulted) */
+    HOOKS_REFUSE, /* refused with `reason` (MQTT 5 reason code) */
+    HOOKS_DROP,   /* publish/deliver: silently dropped (the publisher's handshake completes) */
+};
+
+struct hooks_answer {
+    enum hooks_verdict verdict;
+    uint8_t reason;            /* MQTT 5 reason code when refused */
+    char reason_string[128];   /* optional human text ("" for none) */
+};
+
+struct hooks_sub {
+    const char *filter;  /* without a $share/GROUP/ prefix */
+    size_t filter_len;
+    const char *share;   /* group name or NULL */
+    size_t share_len;
+    uint8_t options;     /* MQTT 5 subscription options byte */
+};
+
+/* What on_subscribe may change: the filter and group (rewrite) and the granted QoS. */
+struct hooks_sub_answer {
+    struct hooks_answer a;
+    int max_qos;         /* -1: unchanged, else grant at most this */
+    char *filter;        /* rewritten filter (malloc'd; the broker frees), or NULL */
+    char *share;         /* rewritten group (malloc'd), or NULL */
+};
+
+/* The outcome of on_publish: the messages to route instead of the original. */
+struct hooks_publish_answer {
+    struct hooks_answer a;  /* PASS: route `out` (which may be just the original) */
+    struct msg **out;       /* new references, owned by the caller after the call */
+    size_t out_count;
+};
+
+struct hooks {
+    void *ctx;
+    /* True if any rule's match filters could see topic t (C-side trie: no match, no Lua). */
+    bool (*wants)(void *ctx, const char *t, size_t len);
+    void (*on_connect)(void *ctx, const struct hooks_connect *in, struct hooks_answer *out,
+                       void **attrs_out);
+    void (*on_subscribe)(void *ctx, const struct hooks_client *c, const struct hooks_sub *in,
+                         struct hooks_sub_answer *out);
+    /* m is borrowed; `from` is NULL for the broker's own messages (tide.publish, $SYS, wills?).
+     * hop counts tide.publish nesting (a client's message is hop 0). */
+    void (*on_publish)(void *ctx, struct msg *m, const struct hooks_client *from, unsigned hop,
+                       struct hooks_publish_answer *out);
+    /* Returns the message to deliver (m itself with a new reference, or a changed copy), or NULL
+     * to withhold it from this subscriber. */
+    struct msg *(*on_deliver)(void *ctx, struct msg *m, const struct hooks_client *to);
+    void (*on_disconnect)(void *ctx, const struct hooks_client *c, const char *reason);
+    /* Frees what on_connect stored in *attrs_out. */
+    void (*client_free)(void *ctx, void *attrs);
+};
+
+#endif
