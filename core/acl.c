@@ -393,20 +393,45 @@ static bool denied_all(const struct acl *a, const struct section *s, bool patter
     return false;
 }
 
-/* Some topic matching filter f is readable through allowing entry r (text e[0..elen)). */
+/* Could regex r match some topic of the wildcard filter f? Tests the literal levels before the
+ * first wildcard as a partial match (PCRE2_PARTIAL_HARD: "this prefix may still extend into a
+ * match"), and, for a final "#", the prefix without its '/' as a whole topic ("a/#" matches "a").
+ * An engine error counts as a possible match (this only widens a grant that deliveries re-check). */
+static bool re_may_match(const struct acl *a, const struct rule *r, const char *f, size_t flen)
+{
+    size_t pre = 0;
+    for (size_t i = 0; i < flen; i++) {
+        if ((f[i] == '+' || f[i] == '#') && (i == 0 || f[i - 1] == '/')) {
+            pre = i;
+            break;
+        }
+    }
+    if (pre == 0) /* a leading wildcard: any non-'$' topic */
+        return true;
+    int rc = pcre2_match(r->re, (PCRE2_SPTR)f, pre, 0, PCRE2_PARTIAL_HARD, a->md, a->mctx);
+    if (rc != PCRE2_ERROR_NOMATCH)
+        return true;
+    return f[pre] == '#' && re_match(a, r, f, pre - 1) != 0;
+}
+
+/* Some topic matching filter f is readable through allowing entry r (text e[0..elen)): they
+ * overlap and no deny entry that outranks r covers the overlap. */
 static bool grants(const struct acl *a, const struct section *s, bool pattern,
                    const struct rule *r, const char *e, size_t elen, const char *id,
                    const char *user, const char *f, size_t flen)
 {
     if (r->re) {
-        bool wild = topic_has_wildcard(f, flen);
-        if (!wild && !rule_matches(a, r, e, elen, f, flen))
-            return false;
-        /* a leading wildcard never reaches '$' topics; a dollar regex reaches nothing else */
-        if (wild && (f[0] == '+' || f[0] == '#') && r->dollar)
-            return false;
-        if (wild && f[0] == '$' && !r->dollar)
-            return false;
+        if (!topic_has_wildcard(f, flen)) {
+            if (!rule_matches(a, r, e, elen, f, flen))
+                return false;
+        } else {
+            /* f's topics begin with '$' exactly when its first level does (a leading wildcard
+             * never reaches them); r reaches '$' topics, and only those, when it is dollar */
+            if ((f[0] == '$') != r->dollar)
+                return false;
+            if (!re_may_match(a, r, f, flen))
+                return false;
+        }
         return !denied_all(a, s, pattern, id, user, f, flen);
     }
     struct sbuf o;
@@ -542,7 +567,7 @@ static int compile_regex(struct rule *r, char *why, size_t whylen)
     }
     /* JIT is an optimisation: without it (no JIT support, no executable memory) the interpreter
      * runs under the same limits */
-    (void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+    (void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
     r->dollar = (r->len >= 2 && r->text[0] == '\\' && r->text[1] == '$') ||
                 (r->len >= 3 && r->text[0] == '^' && r->text[1] == '\\' && r->text[2] == '$');
     return 0;

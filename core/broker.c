@@ -152,7 +152,8 @@ void broker_shutdown(struct broker *b)
         bool delayed = all[k]->will_timer && evtimer_pending(all[k]->will_timer, NULL);
         if (!will || (!all[k]->conn && !delayed))
             continue;
-        all[k]->will = NULL;
+        will = msg_restart_expiry(will, broker_now_ms());
+        msg_release(&all[k]->will);
         router_publish(b, will, NULL);
         msg_release(&will);
     }

@@ -48,6 +48,26 @@ struct msg *msg_new(const struct msg_init *in)
     return m;
 }
 
+struct msg *msg_restart_expiry(const struct msg *m, uint64_t now_ms)
+{
+    struct msg_init in = {
+        .topic = m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .origin = m->origin,
+        .qos = m->qos,
+        .retain = m->retain,
+        .has_expiry = m->has_expiry,
+        .expiry_interval = m->expiry_interval,
+        .now_ms = now_ms,
+        .account = m->account,
+    };
+    return msg_new(&in);
+}
+
 struct msg *msg_retain(struct msg *m)
 {
     m->refs++;

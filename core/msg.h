@@ -45,6 +45,9 @@ struct msg_init {
 
 /* Returns a new message with one reference; copies every byte it is given. */
 struct msg *msg_new(const struct msg_init *init);
+/* Returns a new message (one reference) with m's content whose expiry interval, if any, starts
+ * at now_ms: a will's lifetime counts from its publication (MQTT 5 §3.1.3.2.4). */
+struct msg *msg_restart_expiry(const struct msg *m, uint64_t now_ms);
 /* Returns m with one more reference. */
 struct msg *msg_retain(struct msg *m);
 /* Drops one reference (freeing at zero) and sets *mp to NULL. Underflow panics. */

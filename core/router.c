@@ -194,6 +194,10 @@ int router_retain(struct broker *b, struct msg *m)
 
 void router_publish(struct broker *b, struct msg *m, struct held_ack *ha)
 {
+    if (msg_expired(m, broker_now_ms())) {
+        b->stats.dropped_expired++; /* [MQTT-3.3.2-5] never delivered once expired */
+        return;
+    }
     if (m->retain)
         router_retain(b, m);
     struct route r = {.b = b, .m = m, .ha = ha, .cap = 8};

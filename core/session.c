@@ -109,8 +109,8 @@ static void publish_will(struct session *s)
         evtimer_del(s->will_timer);
     if (!s->will)
         return;
-    struct msg *will = s->will;
-    s->will = NULL;
+    struct msg *will = msg_restart_expiry(s->will, broker_now_ms());
+    msg_release(&s->will);
     log_info("session", "publishing will client=%s topic=%s", s->client_id, will->topic);
     router_publish(s->b, will, NULL);
     msg_release(&will);

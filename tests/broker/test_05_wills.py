@@ -102,7 +102,7 @@ def test_will_published_on_keepalive_timeout(broker, clients, version):
     sub = subscriber(broker, clients, topic)
     raw, _ = will_client(broker, version, topic, b"silent", keepalive=1)
     t0 = time.monotonic()
-    m = expect_will(sub, topic, b"silent", timeout=6.0)
+    expect_will(sub, topic, b"silent", timeout=6.0)
     elapsed = time.monotonic() - t0
     # 1.5 x 1 s; a broker must not give up before the keepalive itself has passed
     assert 0.9 <= elapsed <= 4.0, f"will published {elapsed:.2f}s after the client fell silent"
@@ -309,6 +309,63 @@ def test_v5_will_properties_with_paho(broker, clients):
     assert 28 <= m.prop("MessageExpiryInterval", -1) <= 30, m.properties
 
 
+def test_v5_will_message_expiry_counts_from_publication(broker, clients):
+    """v5 section 3.1.3.2.4: the will's Message Expiry Interval "is the lifetime of the Will
+    Message" and "is sent as the Publication Expiry Interval when the Server publishes the Will
+    Message" - it starts when the will is published, not at CONNECT. A client connected for 3.5 s
+    with a 3 s will expiry dies: its will is still delivered, with an interval of about 3 s
+    ([MQTT-3.3.2-5] applies only to time spent waiting after publication)."""
+    topic = unique_topic("will/exp-conn")
+    sub = raw_subscriber(broker, topic, qos=1)
+    raw, _ = will_client(broker, 5, topic, b"lifetime", qos=1,
+                         will_props=[(P_MESSAGE_EXPIRY, 3)])
+    time.sleep(3.5)
+    raw.close()
+    p = sub.expect(PUBLISH, 3.0)
+    assert p.payload == b"lifetime", p
+    exp = p.props.get(P_MESSAGE_EXPIRY)
+    assert exp is not None and 2 <= exp <= 3, f"Message Expiry {exp}, set to 3 at CONNECT: {p!r}"
+    sub.close()
+
+
+def test_v5_delayed_will_message_expiry_starts_when_published(broker, clients):
+    """v5 section 3.1.3.2.4 with a Will Delay (3.1.3.2.2): a will with Message Expiry 10 s and Will
+    Delay 2 s is published 2 s after the close carrying an expiry of about 10 s, not 10 s minus
+    the delay (the delay is not time the published message has waited, [MQTT-3.3.2-6])."""
+    topic = unique_topic("will/exp-delay")
+    sub = raw_subscriber(broker, topic, qos=1)
+    raw, _ = will_client(broker, 5, topic, b"late-lifetime", qos=1,
+                         will_props=[(P_MESSAGE_EXPIRY, 10), (P_WILL_DELAY, 2)],
+                         connect_props=[(P_SESSION_EXPIRY, 30)])
+    raw.close()
+    p = sub.expect(PUBLISH, 5.0)
+    assert p.payload == b"late-lifetime", p
+    exp = p.props.get(P_MESSAGE_EXPIRY)
+    assert exp is not None and 9 <= exp <= 10, f"Message Expiry {exp}, expected ~10: {p!r}"
+    sub.close()
+
+
+@VERSIONS
+def test_will_queued_for_offline_persistent_subscriber(broker, clients, version):
+    """3.1.1 [MQTT-3.1.2-5] / v5 [MQTT-3.1.2-23]: a QoS 1 will published while a persistent
+    subscriber is offline is stored in its session and delivered when it reconnects."""
+    topic = unique_topic("will/offline")
+    cid = unique_id("wsub")
+    proto = MQTTv5 if version == 5 else MQTTv311
+    p = props(PacketTypes.CONNECT, SessionExpiryInterval=60) if version == 5 else None
+    s1 = Client(broker, cid, proto, clean=False, properties=p)
+    assert s1.subscribe(topic, 1) == [1]
+    s1.disconnect()
+    raw, _ = will_client(broker, version, topic, b"while-away", qos=1)
+    raw.close()
+    time.sleep(0.3)
+    s2 = Client(broker, cid, proto, clean=False, properties=p)
+    clients.append(s2)
+    assert s2.session_present
+    m = expect_will(s2, topic, b"while-away")
+    assert m.qos == 1
+
+
 # --------------------------------------------------------------------------------------------
 # v5 Will Delay Interval
 # --------------------------------------------------------------------------------------------
@@ -323,7 +380,7 @@ def test_v5_will_delay_interval_delays_the_will(broker, clients):
     raw.close()
     t0 = time.monotonic()
     sub.expect_none(1.4)
-    m = expect_will(sub, topic, b"late", timeout=4.0)
+    expect_will(sub, topic, b"late", timeout=4.0)
     elapsed = time.monotonic() - t0
     assert 1.8 <= elapsed <= 4.0, f"will published {elapsed:.2f}s after the close (delay 2 s)"
 
