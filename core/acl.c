@@ -1,6 +1,7 @@
 /* ACL files: parsing Mosquitto's format and tidemq's regex entries into a table, and the publish,
  * read and subscribe checks described in acl.h. Owns each table: sections, entries, compiled
- * regexes and the regex scratch space. Pure: reads only the file acl_load_file names; no logging. */
+ * regexes and the regex scratch space. Pure: reads only the file acl_load_file names; no logging.
+ */
 #include "acl.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -33,10 +34,11 @@ enum { READ = 1, WRITE = 2 };
 struct rule {
     char *text; /* filter, pattern or regex source, NUL-terminated */
     size_t len;
-    pcre2_code *re; /* regex entries only */
-    int access;     /* READ | WRITE, or 0 for deny */
-    bool dollar;    /* may match topics beginning with '$' */
-    size_t nc, nu;  /* patterns: how many %c and %u substitutions */
+    pcre2_code *re;     /* regex entries only: anchored at both ends */
+    pcre2_code *re_pre; /* the same, anchored at the start only, for partial matching */
+    int access;         /* READ | WRITE, or 0 for deny */
+    bool dollar;        /* may match topics beginning with '$' */
+    size_t nc, nu;      /* patterns: how many %c and %u substitutions */
 };
 
 struct rules {
@@ -67,7 +69,8 @@ struct sbuf {
     size_t len;
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -114,8 +117,7 @@ enum subst { SUBST_OK, SUBST_SKIP, SUBST_REFUSED };
 /* Substitutes %c and %u of pattern r into b (Mosquitto's left-to-right scan). SUBST_SKIP: a %u
  * pattern for a client without user name; SUBST_REFUSED: an id or user name that must not be
  * substituted. b->p is valid (and must be released with sbuf_done) only for SUBST_OK. */
-static enum subst substitute(const struct rule *r, const char *id, const char *user,
-                             struct sbuf *b)
+static enum subst substitute(const struct rule *r, const char *id, const char *user, struct sbuf *b)
 {
     if (r->nu && !user)
         return SUBST_SKIP;
@@ -347,7 +349,7 @@ static bool covers(const char *d, size_t dlen, const char *i, size_t ilen)
         if (hx && is_hash(&x))
             return true;
         if (!hx)
-            return false; /* i is longer (or ends in "#") */
+            return false;       /* i is longer (or ends in "#") */
         if (!hy || is_hash(&y)) /* d's level is not '#': it cannot match what i still has */
             return false;
         if (is_plus(&x))
@@ -369,8 +371,8 @@ static bool deny_covers(const struct acl *a, const struct rule *r, const char *f
 }
 
 /* Does any deny entry of the section (and, when patterns is set, any deny pattern) cover i? */
-static bool denied_all(const struct acl *a, const struct section *s, bool patterns,
-                       const char *id, const char *user, const char *i, size_t ilen)
+static bool denied_all(const struct acl *a, const struct section *s, bool patterns, const char *id,
+                       const char *user, const char *i, size_t ilen)
 {
     for (size_t k = 0; s && k < s->deny.n; k++) {
         const struct rule *r = &s->deny.v[k];
@@ -396,7 +398,8 @@ static bool denied_all(const struct acl *a, const struct section *s, bool patter
 /* Could regex r match some topic of the wildcard filter f? Tests the literal levels before the
  * first wildcard as a partial match (PCRE2_PARTIAL_HARD: "this prefix may still extend into a
  * match"), and, for a final "#", the prefix without its '/' as a whole topic ("a/#" matches "a").
- * An engine error counts as a possible match (this only widens a grant that deliveries re-check). */
+ * An engine error counts as a possible match (this only widens a grant that deliveries re-check).
+ */
 static bool re_may_match(const struct acl *a, const struct rule *r, const char *f, size_t flen)
 {
     size_t pre = 0;
@@ -408,7 +411,7 @@ static bool re_may_match(const struct acl *a, const struct rule *r, const char *
     }
     if (pre == 0) /* a leading wildcard: any non-'$' topic */
         return true;
-    int rc = pcre2_match(r->re, (PCRE2_SPTR)f, pre, 0, PCRE2_PARTIAL_HARD, a->md, a->mctx);
+    int rc = pcre2_match(r->re_pre, (PCRE2_SPTR)f, pre, 0, PCRE2_PARTIAL_HARD, a->md, a->mctx);
     if (rc != PCRE2_ERROR_NOMATCH)
         return true;
     return f[pre] == '#' && re_match(a, r, f, pre - 1) != 0;
@@ -416,9 +419,9 @@ static bool re_may_match(const struct acl *a, const struct rule *r, const char *
 
 /* Some topic matching filter f is readable through allowing entry r (text e[0..elen)): they
  * overlap and no deny entry that outranks r covers the overlap. */
-static bool grants(const struct acl *a, const struct section *s, bool pattern,
-                   const struct rule *r, const char *e, size_t elen, const char *id,
-                   const char *user, const char *f, size_t flen)
+static bool grants(const struct acl *a, const struct section *s, bool pattern, const struct rule *r,
+                   const char *e, size_t elen, const char *id, const char *user, const char *f,
+                   size_t flen)
 {
     if (r->re) {
         if (!topic_has_wildcard(f, flen)) {
@@ -555,11 +558,13 @@ static int compile_regex(struct rule *r, char *why, size_t whylen)
 {
     int ec;
     PCRE2_SIZE off;
-    r->re = pcre2_compile((PCRE2_SPTR)r->text, r->len,
-                          PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF |
-                              PCRE2_NEVER_BACKSLASH_C | PCRE2_DOLLAR_ENDONLY,
-                          &ec, &off, NULL);
-    if (!r->re) {
+    uint32_t opts = PCRE2_ANCHORED | PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C | PCRE2_DOLLAR_ENDONLY;
+    r->re = pcre2_compile((PCRE2_SPTR)r->text, r->len, opts | PCRE2_ENDANCHORED, &ec, &off, NULL);
+    /* PCRE2 refuses partial matching with PCRE2_ENDANCHORED, so the subscribe check's "could a
+     * topic starting with this prefix match?" uses a second, start-anchored compilation */
+    if (r->re)
+        r->re_pre = pcre2_compile((PCRE2_SPTR)r->text, r->len, opts, &ec, &off, NULL);
+    if (!r->re || !r->re_pre) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof(msg));
         snprintf(why, whylen, "invalid regex at offset %zu: %s", (size_t)off, (char *)msg);
@@ -567,7 +572,8 @@ static int compile_regex(struct rule *r, char *why, size_t whylen)
     }
     /* JIT is an optimisation: without it (no JIT support, no executable memory) the interpreter
      * runs under the same limits */
-    (void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+    (void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+    (void)pcre2_jit_compile(r->re_pre, PCRE2_JIT_PARTIAL_HARD);
     r->dollar = (r->len >= 2 && r->text[0] == '\\' && r->text[1] == '$') ||
                 (r->len >= 3 && r->text[0] == '^' && r->text[1] == '\\' && r->text[2] == '$');
     return 0;
@@ -644,8 +650,8 @@ static int parse_line(struct acl *a, struct section **cur, const char *line, siz
         return TIDE_EINVAL;
     }
     struct section *sec = *cur;
-    struct rules *rs = pattern ? (access ? &a->pat_allow : &a->pat_deny)
-                               : (access ? &sec->allow : &sec->deny);
+    struct rules *rs =
+        pattern ? (access ? &a->pat_allow : &a->pat_deny) : (access ? &sec->allow : &sec->deny);
     struct rule *r = push(rs);
     r->text = xstrndup(s, tlen);
     r->len = tlen;
@@ -664,6 +670,7 @@ static void rules_free(struct rules *rs)
     for (size_t i = 0; i < rs->n; i++) {
         free(rs->v[i].text);
         pcre2_code_free(rs->v[i].re);
+        pcre2_code_free(rs->v[i].re_pre);
     }
     free(rs->v);
 }

@@ -59,10 +59,12 @@
  *
  * SUBSCRIBE, precisely: acl_can_subscribe(F) is true when some entry E that grants read (in the
  * order above) overlaps F — their intersection I, itself a filter, is non-empty — and no single
- * deny entry that outranks E covers all of I. For a regex E, or a regex deny, the overlap is
- * computed exactly only for a wildcard-free F; for a wildcard F a regex E is assumed to overlap
- * and a regex deny never covers. The answer can therefore be "granted" where the readable part of
- * F is empty only through the union of several deny entries or a regex; the per-delivery check
+ * deny entry that outranks E covers all of I. Regexes are exact against a wildcard-free F. For a
+ * wildcard F, a regex E overlaps when it could match some topic starting with F's literal levels
+ * before the first wildcard (PCRE2 partial matching: "sensors/+" overlaps `sensors/[0-9]+`,
+ * "lights/+" does not; with a leading wildcard it always overlaps), and a regex deny never
+ * covers. The answer can therefore be "granted" where the readable part of F is empty only
+ * through the union of several deny entries or a regex; the per-delivery check
  * still stops every message that is not readable.
  *
  * Threads: a loaded table is read-only, but regex matching uses scratch memory inside it, so call

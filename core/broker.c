@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "codec.h"
@@ -24,6 +23,8 @@
 #include "util/alloc.h"
 
 #define SHUTDOWN_FLUSH_MS 2000
+/* Deadline checks (connect timeout, keepalive, slow consumers) run this often. */
+#define TICK_MS 250
 
 uint64_t broker_now_ms(void)
 {
@@ -39,25 +40,11 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     conn_reap(arg);
 }
 
-/* A subscriber that drains nothing and acknowledges nothing for slow_consumer_timeout while
- * messages wait for it is disconnected (DESIGN.md's slow-subscriber policy). */
-static void check_slow_consumers(struct broker *b, uint64_t now)
+static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
-    uint32_t limit = b->cfg->slow_consumer_timeout_ms;
-    for (struct conn *c = b->conns; c; c = c->next) {
-        if (c->state != CONN_ACTIVE || !c->s)
-            continue;
-        bool waiting = c->s->queue.len > 0 || conn_output_pending(c) > 0;
-        if (!waiting) {
-            c->last_progress_ms = now;
-            continue;
-        }
-        if (limit && now - c->last_progress_ms > limit) {
-            b->stats.closed_slow_consumer++;
-            c->will_on_close = true;
-            conn_close(c, 0x97, "slow consumer");
-        }
-    }
+    (void)fd;
+    (void)what;
+    conn_flush_all(arg);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -65,7 +52,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct broker *b = arg;
-    check_slow_consumers(b, broker_now_ms());
+    conn_check_timeouts(b, broker_now_ms());
 }
 
 struct broker *broker_new(struct config *cfg, struct event_base *base)
@@ -80,9 +67,11 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
     b->subs = subtree_new();
     b->retained = retain_new();
     b->reaper = event_new(base, -1, 0, on_reap, b);
+    b->flusher = event_new(base, -1, 0, on_flush, b);
+    b->rbuf = xmalloc(BROKER_RBUF_SIZE);
     b->tick_timer = event_new(base, -1, EV_PERSIST, on_tick, b);
-    struct timeval one = {1, 0};
-    event_add(b->tick_timer, &one);
+    struct timeval tick = {0, TICK_MS * 1000};
+    event_add(b->tick_timer, &tick);
     b->listeners = xcalloc(cfg->listener_count ? cfg->listener_count : 1, sizeof *b->listeners);
     for (size_t i = 0; i < cfg->listener_count; i++) {
         const struct config_listener *lc = &cfg->listeners[i];
@@ -196,6 +185,8 @@ void broker_free(struct broker *b)
         event_free(b->sys_timer);
     event_free(b->tick_timer);
     event_free(b->reaper);
+    event_free(b->flusher);
+    free(b->rbuf);
     if (b->shutdown_check)
         event_free(b->shutdown_check);
     buf_fini(&b->scratch);

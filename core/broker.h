@@ -19,6 +19,9 @@ struct msg;
 struct retain_store;
 struct subtree;
 
+/* The shared read buffer: sockets are read into it and only a partial packet is copied out. */
+#define BROKER_RBUF_SIZE (64 * 1024)
+
 /* Counters; each limit has one, and $SYS publishes them. */
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
@@ -56,13 +59,16 @@ struct broker {
     size_t connected_count;  /* CONNACK sent and not closed */
     struct conn *reap;       /* closed connections to free at the end of this loop iteration */
     struct event *reaper;
+    struct conn *flush;      /* connections with output to write in this loop iteration */
+    struct event *flusher;
+    uint8_t *rbuf;           /* BROKER_RBUF_SIZE bytes */
 
     struct hmap sessions;    /* client id -> struct session */
     struct subtree *subs;
     struct retain_store *retained;
 
     struct event *sys_timer;
-    struct event *tick_timer; /* 1 s: slow consumers */
+    struct event *tick_timer; /* deadlines: connect timeout, keepalive, slow consumers */
     struct event *shutdown_check;
     uint64_t start_ms;
     uint64_t msg_bytes;       /* bytes held by live messages (memory_limit) */

@@ -34,19 +34,20 @@ static volatile sig_atomic_t tty_changed;
 
 static void usage(void)
 {
-    printf("tidemq passwd is a tool for managing password files for tidemq and mosquitto.\n\n"
-           "Usage: tidemq passwd [-H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username\n"
-           "       tidemq passwd [-H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username "
-           "password\n"
-           "       tidemq passwd [-I iterations] -U passwordfile\n"
-           " -b : run in batch mode to allow passing passwords on the command line.\n"
-           " -c : create a new password file. This will overwrite existing files.\n"
-           " -D : delete the username rather than adding/updating its password.\n"
-           " -H : specify the hashing algorithm. Only sha512-pbkdf2 ($7$) is written.\n"
-           " -I : PBKDF2 iterations for new hashes (default %u; mosquitto_passwd uses 101).\n"
-           " -U : update a plain text password file to use hashed passwords.\n"
-           "      Entries that already hold a $6$ or $7$ hash are left as they are.\n",
-           PASSWD_DEFAULT_ITERATIONS);
+    printf(
+        "tidemq passwd is a tool for managing password files for tidemq and mosquitto.\n\n"
+        "Usage: tidemq passwd [-H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username\n"
+        "       tidemq passwd [-H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username "
+        "password\n"
+        "       tidemq passwd [-I iterations] -U passwordfile\n"
+        " -b : run in batch mode to allow passing passwords on the command line.\n"
+        " -c : create a new password file. This will overwrite existing files.\n"
+        " -D : delete the username rather than adding/updating its password.\n"
+        " -H : specify the hashing algorithm. Only sha512-pbkdf2 ($7$) is written.\n"
+        " -I : PBKDF2 iterations for new hashes (default %u; mosquitto_passwd uses 101).\n"
+        " -U : update a plain text password file to use hashed passwords.\n"
+        "      Entries that already hold a $6$ or $7$ hash are left as they are.\n",
+        PASSWD_DEFAULT_ITERATIONS);
 }
 
 static bool username_ok(const char *u)

@@ -1,18 +1,20 @@
-/* Client connections: a bufferevent per socket, framing (peek the fixed header, wait for the
- * whole packet within the size bound, decode from contiguous bytes, drain), keepalive and connect
- * timers, output with shared payload bytes, back-pressure bookkeeping and deferred freeing.
- * Nothing here frees a conn inside a callback chain: conn_close schedules, conn_reap frees. */
+/* Client connections: non-blocking sockets on libevent events, framing (peek the fixed header,
+ * wait for the whole packet within the size bound, decode from contiguous bytes), batched output
+ * (one write per connection per loop iteration, payloads shared by reference), deadlines checked
+ * by the broker's tick, back-pressure bookkeeping and deferred freeing. Nothing here frees a conn
+ * inside a callback chain: conn_close schedules, conn_reap frees. */
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "broker.h"
@@ -28,7 +30,7 @@
 #include "util/err.h"
 
 /* Output bound per connection: past it QoS 0 deliveries are dropped and QoS 1/2 wait in the
- * session queue. Writes resume (and the queue is pumped) below half of it. */
+ * session queue; the queue is pumped again once the output is below half of it. */
 #define OUTPUT_HIGH (256 * 1024)
 #define OUTPUT_LOW (OUTPUT_HIGH / 2)
 /* Payloads at least this big enter the output by reference (shared among subscribers); smaller
@@ -38,39 +40,41 @@
 #define CLOSE_FLUSH_MS 2000
 /* Outbound topic aliases we use at most, whatever the client allows. */
 #define ALIAS_OUT_CAP 32
+/* Reads per wake-up before yielding to other connections (fairness). */
+#define READS_PER_WAKE 4
+/* Smallest allocation for a carried partial packet. */
+#define CARRY_MIN 256
 
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
-static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
 
-/* Output drained by a write: the client is making progress (slow-consumer policy). */
-static void on_output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+static void store_addr(struct conn *c, const struct sockaddr *sa)
 {
-    (void)buf;
-    if (info->n_deleted)
-        ((struct conn *)arg)->last_progress_ms = broker_now_ms();
-}
-
-static void arm_timer(struct conn *c, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    evtimer_add(c->timer, &tv);
-}
-
-static void format_addr(struct conn *c, const struct sockaddr *sa)
-{
+    c->family = (uint8_t)sa->sa_family;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, c->addr, sizeof c->addr);
+        memcpy(c->addr, &s6->sin6_addr, 16);
         c->port = ntohs(s6->sin6_port);
     } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, c->addr, sizeof c->addr);
+        memcpy(c->addr, &s4->sin_addr, 4);
         c->port = ntohs(s4->sin_port);
-    } else {
-        strcpy(c->addr, "?");
     }
+}
+
+const char *conn_addr(const struct conn *c, char *buf)
+{
+    if (!inet_ntop(c->family, c->addr, buf, 46))
+        strcpy(buf, "?");
+    return buf;
+}
+
+/* The read event is allocated with the conn, at the next 16-byte boundary after it. */
+#define CONN_HEAD ((sizeof(struct conn) + 15) & ~(size_t)15)
+
+struct event *conn_read_event(struct conn *c)
+{
+    return (struct event *)((char *)c + CONN_HEAD);
 }
 
 static size_t listener_conn_count(const struct broker *b, const struct config_listener *l)
@@ -94,11 +98,13 @@ struct conn *conn_new(struct broker *b, const struct config_listener *lcfg, int 
         evutil_closesocket(fd);
         return NULL;
     }
-    struct conn *c = xcalloc(1, sizeof *c);
+    /* the read event lives in the same allocation: one allocation per idle connection */
+    struct conn *c = xcalloc(1, CONN_HEAD + event_get_struct_event_size());
     c->b = b;
     c->lcfg = lcfg;
+    c->fd = fd;
     c->state = CONN_NEW;
-    format_addr(c, addr);
+    store_addr(c, addr);
     c->last_rx_ms = c->last_progress_ms = broker_now_ms();
     c->max_packet_in = cfg->max_connect_packet_size;
 
@@ -107,15 +113,8 @@ struct conn *conn_new(struct broker *b, const struct config_listener *lcfg, int 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     evutil_make_socket_nonblocking(fd);
-    c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
-        panic("bufferevent_socket_new failed");
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_drained, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    c->timer = evtimer_new(b->base, on_timer, c);
-    arm_timer(c, cfg->connect_timeout_ms);
+    event_assign(conn_read_event(c), b->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    event_add(conn_read_event(c), NULL);
 
     c->next = b->conns;
     if (b->conns)
@@ -125,15 +124,35 @@ struct conn *conn_new(struct broker *b, const struct config_listener *lcfg, int 
     return c;
 }
 
+/* --- output --- */
+
+static void queue_flush(struct conn *c)
+{
+    if (c->flush_queued)
+        return;
+    c->flush_queued = true;
+    c->flush_next = c->b->flush;
+    c->b->flush = c;
+    event_active(c->b->flusher, EV_TIMEOUT, 0);
+}
+
+static struct evbuffer *output(struct conn *c)
+{
+    if (!c->out)
+        c->out = evbuffer_new();
+    queue_flush(c);
+    return c->out;
+}
+
 void conn_send(struct conn *c, const void *p, size_t len)
 {
-    evbuffer_add(bufferevent_get_output(c->bev), p, len);
+    evbuffer_add(output(c), p, len);
     c->b->stats.bytes_sent += len;
 }
 
 size_t conn_output_pending(const struct conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return c->out ? evbuffer_get_length(c->out) : 0;
 }
 
 bool conn_output_congested(const struct conn *c)
@@ -179,7 +198,7 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
         .qos = qos,
         .dup = dup,
         .retain = retain,
-        .topic = {(const uint8_t *)m->topic, m->topic_len},  /* mount point stripped below */
+        .topic = {(const uint8_t *)m->topic, m->topic_len},
         .packet_id = packet_id,
         .has_expiry = m->has_expiry,
         .message_expiry = m->has_expiry ? msg_remaining_expiry(m, now) : 0,
@@ -207,7 +226,7 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
     struct buf *sb = &b->scratch;
     buf_reset(sb);
     codec_encode_publish_head(sb, &h);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = output(c);
     evbuffer_add(out, sb->data, sb->len);
     if (m->payload_len >= SHARE_PAYLOAD_MIN)
         evbuffer_add_reference(out, m->payload, m->payload_len, release_payload, msg_retain(m));
@@ -227,10 +246,13 @@ void conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t rea
     conn_send(c, sb->data, sb->len);
 }
 
+/* --- closing and freeing --- */
+
 static void schedule_reap(struct conn *c)
 {
-    if (c->reap_next || c->b->reap == c)
+    if (c->reap_queued)
         return;
+    c->reap_queued = true;
     c->reap_next = c->b->reap;
     c->b->reap = c;
     event_active(c->b->reaper, EV_TIMEOUT, 0);
@@ -241,25 +263,28 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     if (c->state == CONN_CLOSING)
         return;
     struct broker *b = c->b;
-    enum conn_state was = c->state;
+    enum conn_state was = (enum conn_state)c->state;
     c->state = CONN_CLOSING;
-    c->close_reason = reason;
-    c->close_why = why;
+    c->last_rx_ms = broker_now_ms(); /* from now on: the start of the flush deadline */
     if (was == CONN_ACTIVE && c->version == MQTT_V5 && reason >= 0x80) {
         struct buf *sb = &b->scratch;
         buf_reset(sb);
         codec_encode_disconnect(sb, MQTT_V5, reason, NULL);
-        evbuffer_add(bufferevent_get_output(c->bev), sb->data, sb->len);
+        conn_send(c, sb->data, sb->len);
     }
-    bufferevent_disable(c->bev, EV_READ);
+    event_del(conn_read_event(c));
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
     if (was == CONN_ACTIVE)
         b->connected_count--;
+    char a[46];
     if (b->cfg->connection_messages && was == CONN_ACTIVE)
         log_notice("conn", "client disconnected client=%s addr=%s reason=%s",
-                   c->s ? c->s->client_id : "?", c->addr, why ? why : "normal");
+                   c->s ? c->s->client_id : "?", conn_addr(c, a), why ? why : "normal");
     else
-        log_info("conn", "connection closed addr=%s port=%u reason=%s", c->addr, c->port,
-                 why ? why : "normal");
+        log_info("conn", "connection closed addr=%s port=%u reason=%s", conn_addr(c, a),
+                 c->port, why ? why : "normal");
     for (size_t i = 0; i < c->held_count; i++)
         c->held[i]->publisher = NULL;
     c->held_count = 0;
@@ -268,13 +293,8 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         c->s = NULL;
         session_detach(s, c->will_on_close);
     }
-    evtimer_del(c->timer);
-    if (conn_output_pending(c) == 0) {
-        schedule_reap(c);
-    } else {
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        arm_timer(c, CLOSE_FLUSH_MS);
-    }
+    if (conn_output_pending(c) == 0)
+        schedule_reap(c); /* else the flush finishes first (or the deadline passes) */
 }
 
 static void conn_free(struct conn *c)
@@ -287,8 +307,19 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     b->conn_count--;
-    bufferevent_free(c->bev);
-    event_free(c->timer);
+    if (c->flush_queued) {
+        struct conn **pp = &b->flush;
+        while (*pp != c)
+            pp = &(*pp)->flush_next;
+        *pp = c->flush_next;
+    }
+    event_del(conn_read_event(c));
+    if (c->wev)
+        event_free(c->wev);
+    if (c->out)
+        evbuffer_free(c->out); /* releases shared payload references */
+    evutil_closesocket(c->fd);
+    free(c->in);
     if (c->alias_in) {
         for (uint16_t i = 1; i <= c->alias_in_max; i++)
             free(c->alias_in[i]);
@@ -308,7 +339,6 @@ void conn_reap(struct broker *b)
     while (b->reap) {
         struct conn *c = b->reap;
         b->reap = c->reap_next;
-        c->reap_next = NULL;
         conn_free(c);
     }
 }
@@ -319,76 +349,98 @@ void conn_destroy_all(struct broker *b)
     while (b->conns) {
         struct conn *c = b->conns;
         conn_close(c, 0, "exit");
-        if (c->reap_next || b->reap == c)
+        if (c->reap_queued)
             conn_reap(b);
         else
             conn_free(c);
     }
 }
 
-void conn_start_keepalive(struct conn *c)
+/* --- writing --- */
+
+/* Writes what the socket takes now. Returns false if the connection was closed. */
+static bool write_out(struct conn *c)
 {
-    evtimer_del(c->timer);
-    c->last_rx_ms = broker_now_ms();
-    if (c->keepalive)
-        arm_timer(c, (uint64_t)c->keepalive * 1500);
-    if (c->alias_out_max > ALIAS_OUT_CAP)
-        c->alias_out_max = ALIAS_OUT_CAP;
-    if (c->alias_out_max) {
-        c->alias_out = xcalloc((size_t)c->alias_out_max + 1, sizeof *c->alias_out);
-        c->alias_out_next = 1;
+    struct broker *b = c->b;
+    if (!c->out)
+        return true;
+    size_t before = evbuffer_get_length(c->out);
+    while (evbuffer_get_length(c->out)) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n > 0) {
+            c->last_progress_ms = broker_now_ms();
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        /* the peer is gone: what was waiting cannot be delivered */
+        evbuffer_drain(c->out, evbuffer_get_length(c->out));
+        if (c->state == CONN_CLOSING) {
+            schedule_reap(c);
+        } else {
+            c->will_on_close = true;
+            conn_close(c, 0, "socket error");
+        }
+        return false;
     }
-    if (c->alias_in_max)
-        c->alias_in = xcalloc((size_t)c->alias_in_max + 1, sizeof *c->alias_in);
+    size_t left = evbuffer_get_length(c->out);
+    if (left) {
+        if (!c->wev)
+            c->wev = event_new(b->base, c->fd, EV_WRITE, on_writable, c);
+        event_add(c->wev, NULL);
+    } else if (c->state == CONN_CLOSING) {
+        schedule_reap(c);
+        return false;
+    }
+    /* room again: let queued deliveries in */
+    if (c->s && c->state == CONN_ACTIVE && before >= OUTPUT_LOW && left < OUTPUT_LOW)
+        session_pump(c->s);
+    else if (c->s && c->state == CONN_ACTIVE && c->s->queue.len && left < OUTPUT_LOW)
+        session_pump(c->s);
+    return true;
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+void conn_flush_all(struct broker *b)
+{
+    /* write_out may queue more output (a pump), which re-queues that conn: loop until empty */
+    while (b->flush) {
+        struct conn *c = b->flush;
+        b->flush = c->flush_next;
+        c->flush_queued = false;
+        if (c->wev && event_pending(c->wev, EV_WRITE, NULL))
+            continue; /* the socket is full: on_writable resumes */
+        write_out(c);
+    }
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct conn *c = arg;
-    struct broker *b = c->b;
-    if (c->state == CONN_CLOSING) {
-        schedule_reap(c); /* flush took too long */
-        return;
-    }
-    if (c->state == CONN_NEW) {
-        b->stats.closed_connect_timeout++;
-        conn_close(c, 0, "connect timeout");
-        return;
-    }
-    uint64_t limit = (uint64_t)c->keepalive * 1500, idle = broker_now_ms() - c->last_rx_ms;
-    if (idle >= limit) {
-        /* [MQTT-3.1.2-24] nothing received for 1.5 x keepalive */
-        b->stats.closed_keepalive++;
-        c->will_on_close = true;
-        conn_close(c, 0x8D, "keepalive timeout");
-        return;
-    }
-    arm_timer(c, limit - idle);
+    write_out(arg);
 }
 
-/* Decodes and handles every whole packet in the input. */
-static void on_read(struct bufferevent *bev, void *arg)
+/* --- reading --- */
+
+/* Handles every whole packet in p[0..len); returns the bytes consumed. Sets *need to the size of
+ * the incomplete packet at the end when its header is known (else 0). */
+static size_t process(struct conn *c, uint8_t *p, size_t len, size_t *need)
 {
-    struct conn *c = arg;
     struct broker *b = c->b;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    while (c->state != CONN_CLOSING) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < 2)
-            return;
-        uint8_t hdr[5], first;
+    size_t off = 0;
+    *need = 0;
+    while (c->state != CONN_CLOSING && len - off >= 2) {
+        uint8_t first;
         uint32_t remaining;
-        size_t hlen, n = evbuffer_copyout(in, hdr, avail < 5 ? avail : 5);
-        int rc = codec_parse_fixed_header(hdr, n, &first, &remaining, &hlen);
+        size_t hlen;
+        int rc = codec_parse_fixed_header(p + off, len - off, &first, &remaining, &hlen);
         if (rc == TIDE_EPARTIAL)
-            return;
+            break;
         if (rc < 0) {
             b->stats.closed_protocol_error++;
             c->will_on_close = true;
             conn_close(c, proto_reason(rc), "malformed remaining length");
-            return;
+            break;
         }
         size_t total = hlen + remaining;
         if (total > c->max_packet_in) {
@@ -400,61 +452,166 @@ static void on_read(struct bufferevent *bev, void *arg)
                 c->will_on_close = true;
                 conn_close(c, 0x95, "packet too large");
             }
-            return;
+            break;
         }
-        if (avail < total)
-            return;
-        uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
+        if (len - off < total) {
+            *need = total;
+            break;
+        }
+        uint8_t *pkt_bytes = p + off;
+        off += total;
         c->last_rx_ms = broker_now_ms();
-        b->stats.bytes_received += total;
         uint8_t type = first >> 4;
-        struct codec_packet pkt;
         if (c->state == CONN_NEW && type != CODEC_CONNECT) {
-            /* [MQTT-3.1.0-1] the first packet must be CONNECT */
-            evbuffer_drain(in, total);
-            conn_close(c, 0, "packet before CONNECT");
-            return;
+            conn_close(c, 0, "packet before CONNECT"); /* [MQTT-3.1.0-1] */
+            break;
         }
-        rc = codec_decode(c->version, first, p + hlen, remaining, &pkt);
+        struct codec_packet pkt;
+        rc = codec_decode(c->version, first, pkt_bytes + hlen, remaining, &pkt);
         if (rc == 0) {
             rc = proto_handle(c, &pkt);
         } else if (type == CODEC_CONNECT && c->state == CONN_NEW) {
             proto_connect_refuse(c, pkt.u.connect.version, rc);
-            rc = 0; /* already answered and closed */
+            rc = 0; /* answered and closed */
         }
-        evbuffer_drain(in, total);
         if (rc < 0 && c->state != CONN_CLOSING) {
             b->stats.closed_protocol_error++;
             c->will_on_close = true;
             conn_close(c, proto_reason(rc), tide_strerror(rc));
         }
     }
+    return off;
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+/* Keeps the unprocessed tail p[0..len) of a read into the shared buffer, in a buffer of the
+ * connection's own sized for the packet it starts (need, when its header was complete). */
+static void carry(struct conn *c, const uint8_t *p, size_t len, size_t need)
 {
-    (void)bev;
-    struct conn *c = arg;
-    if (c->state == CONN_CLOSING) {
-        if (conn_output_pending(c) == 0)
-            schedule_reap(c);
-        return;
-    }
-    c->last_progress_ms = broker_now_ms();
-    if (c->s)
-        session_pump(c->s);
+    size_t cap = need > len ? need : len;
+    if (cap < CARRY_MIN)
+        cap = CARRY_MIN;
+    c->in = xmalloc(cap);
+    memcpy(c->in, p, len);
+    c->in_len = (uint32_t)len;
+    c->in_cap = (uint32_t)cap;
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
+    (void)what;
     struct conn *c = arg;
-    if (c->state == CONN_CLOSING) {
-        schedule_reap(c);
-        return;
+    struct broker *b = c->b;
+    for (int round = 0; round < READS_PER_WAKE && c->state != CONN_CLOSING; round++) {
+        uint8_t *buf;
+        size_t have, room;
+        if (c->in_len) {
+            /* a partial packet is waiting: read into its own buffer, growing it as needed */
+            if (c->in_len == c->in_cap) {
+                c->in_cap *= 2; /* header still incomplete; bounded by the size check */
+                c->in = xrealloc(c->in, c->in_cap);
+            }
+            buf = c->in;
+            have = c->in_len;
+            room = c->in_cap - c->in_len;
+        } else {
+            buf = b->rbuf;
+            have = 0;
+            room = BROKER_RBUF_SIZE;
+        }
+        ssize_t n = read(fd, buf + have, room);
+        if (n == 0) {
+            c->will_on_close = true;
+            conn_close(c, 0, "closed by peer");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            c->will_on_close = true;
+            conn_close(c, 0, "socket error");
+            return;
+        }
+        b->stats.bytes_received += (uint64_t)n;
+        have += (size_t)n;
+        size_t need;
+        size_t used = process(c, buf, have, &need);
+        if (c->state == CONN_CLOSING)
+            return;
+        size_t left = have - used;
+        if (left == 0) {
+            free(c->in);
+            c->in = NULL;
+            c->in_len = c->in_cap = 0;
+        } else if (buf == b->rbuf) {
+            carry(c, buf + used, left, need);
+        } else {
+            memmove(c->in, c->in + used, left);
+            c->in_len = (uint32_t)left;
+            if (need > c->in_cap) {
+                c->in = xrealloc(c->in, need);
+                c->in_cap = (uint32_t)need;
+            }
+        }
+        if ((size_t)n < room)
+            return; /* the socket is drained */
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        c->will_on_close = true;
-        conn_close(c, 0, (what & BEV_EVENT_EOF) ? "closed by peer" : "socket error");
+}
+
+/* --- deadlines --- */
+
+void conn_start_keepalive(struct conn *c)
+{
+    c->last_rx_ms = broker_now_ms();
+    if (c->alias_out_max > ALIAS_OUT_CAP)
+        c->alias_out_max = ALIAS_OUT_CAP;
+    if (c->alias_out_max) {
+        c->alias_out = xcalloc((size_t)c->alias_out_max + 1, sizeof *c->alias_out);
+        c->alias_out_next = 1;
+    }
+    if (c->alias_in_max)
+        c->alias_in = xcalloc((size_t)c->alias_in_max + 1, sizeof *c->alias_in);
+}
+
+void conn_check_timeouts(struct broker *b, uint64_t now)
+{
+    const struct config *cfg = b->cfg;
+    for (struct conn *c = b->conns, *next; c; c = next) {
+        next = c->next;
+        switch (c->state) {
+        case CONN_NEW:
+            if (now - c->last_rx_ms >= cfg->connect_timeout_ms) {
+                b->stats.closed_connect_timeout++;
+                conn_close(c, 0, "connect timeout");
+            }
+            break;
+        case CONN_ACTIVE:
+            /* [MQTT-3.1.2-24] nothing received for 1.5 x keepalive */
+            if (c->keepalive && now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500) {
+                b->stats.closed_keepalive++;
+                c->will_on_close = true;
+                conn_close(c, 0x8D, "keepalive timeout");
+                break;
+            }
+            /* slow consumer: drains nothing and acks nothing while messages wait for it */
+            if (c->s && (c->s->queue.len || conn_output_pending(c))) {
+                if (cfg->slow_consumer_timeout_ms &&
+                    now - c->last_progress_ms > cfg->slow_consumer_timeout_ms) {
+                    b->stats.closed_slow_consumer++;
+                    c->will_on_close = true;
+                    conn_close(c, 0x97, "slow consumer");
+                }
+            } else {
+                c->last_progress_ms = now;
+                if (c->out && !c->flush_queued && evbuffer_get_length(c->out) == 0) {
+                    evbuffer_free(c->out); /* idle connections hold no buffers */
+                    c->out = NULL;
+                }
+            }
+            break;
+        case CONN_CLOSING:
+            if (!c->reap_queued && now - c->last_rx_ms >= CLOSE_FLUSH_MS)
+                schedule_reap(c);
+            break;
+        }
     }
 }

@@ -1,6 +1,8 @@
-/* A client connection: the transport (a bufferevent), packet framing, keepalive and connect
- * timers, output accounting and back-pressure, topic aliases, and deferred freeing. What survives
- * a reconnect lives in struct session, not here. Loop thread only. */
+/* A client connection: the socket, packet framing, keepalive and connect deadlines, batched
+ * output with back-pressure, topic aliases, and deferred freeing. What survives a reconnect lives
+ * in struct session, not here. An idle connection holds no buffers: input is read into the
+ * broker's shared read buffer and only a partial packet is kept; the output buffer exists while
+ * there is output. Loop thread only. */
 #ifndef TIDE_CONN_H
 #define TIDE_CONN_H
 
@@ -9,9 +11,9 @@
 #include <stdint.h>
 
 struct broker;
-struct bufferevent;
 struct config_listener;
 struct event;
+struct evbuffer;
 struct held_ack;
 struct msg;
 struct session;
@@ -24,43 +26,54 @@ struct alias_out {
     size_t len;
 };
 
+/* Kept compact (fields grouped by size): an idle client costs this, its read event (stored
+ * right after it, see conn_read_event) and its session. */
 struct conn {
     struct broker *b;
     const struct config_listener *lcfg;
-    struct bufferevent *bev;
     struct session *s;          /* NULL until CONNECT succeeds */
-    enum conn_state state;
-    uint8_t version;            /* MQTT_V31/V311/V5; 0 before CONNECT */
-    char addr[46];
-    uint16_t port;
-
-    uint16_t keepalive;         /* seconds, as agreed */
-    uint64_t last_rx_ms;
-    struct event *timer;        /* connect timeout, then keepalive */
-
-    uint32_t max_packet_in;     /* largest packet we accept */
-    uint32_t max_packet_out;    /* the client's Maximum Packet Size (0: protocol max) */
-    uint16_t send_quota;        /* the client's Receive Maximum, capped by max_inflight_messages */
-    uint16_t receive_max;       /* what we told the client (v5) */
-    uint32_t held_qos1;         /* QoS 1 PUBACKs held back (count toward receive_max) */
-    bool request_problem_info;
-
+    struct event *wev;          /* write event, created when a write first blocks */
+    struct evbuffer *out;       /* pending output, NULL when there is none */
+    uint8_t *in;                /* bytes of a partial packet carried between reads, or NULL */
     char **alias_in;            /* inbound topic aliases, index 1..alias_in_max */
-    uint16_t alias_in_max;
     struct alias_out *alias_out;/* outbound aliases, index 1..alias_out_max */
-    uint16_t alias_out_max, alias_out_next;
-
     struct held_ack **held;     /* acks owed to this publisher and held back */
-    size_t held_count, held_cap;
-
-    uint64_t last_progress_ms;  /* output drained or an ack received */
-    bool will_on_close;         /* publish the will when this connection ends */
-    uint8_t close_reason;       /* v5 reason code of the close, for logs */
-    const char *close_why;      /* text for the log */
-
     struct conn *next, *prev;   /* broker's list of connections */
     struct conn *reap_next;
+    struct conn *flush_next;    /* broker's list of connections with output to write */
+
+    /* while open: when a packet last arrived (keepalive; before CONNECT: the accept time);
+     * once closing: when conn_close ran (the flush deadline counts from it) */
+    uint64_t last_rx_ms;
+    uint64_t last_progress_ms;  /* output drained or an ack received */
+
+    int fd;
+    uint32_t in_len, in_cap;
+    uint32_t max_packet_in;     /* largest packet we accept */
+    uint32_t max_packet_out;    /* the client's Maximum Packet Size (0: protocol max) */
+    uint32_t held_qos1;         /* QoS 1 PUBACKs held back (count toward receive_max) */
+    uint32_t held_count, held_cap;
+
+    uint16_t port;              /* the client's source port */
+    uint16_t keepalive;         /* seconds, as agreed */
+    uint16_t send_quota;        /* the client's Receive Maximum, capped by max_inflight_messages */
+    uint16_t receive_max;       /* what we told the client (v5) */
+    uint16_t alias_in_max;
+    uint16_t alias_out_max, alias_out_next;
+
+    uint8_t state;              /* enum conn_state */
+    uint8_t version;            /* MQTT_V31/V311/V5; 0 before CONNECT */
+    uint8_t family;             /* AF_INET or AF_INET6 */
+    uint8_t addr[16];           /* the client's address (conn_addr formats it) */
+    bool request_problem_info;
+    bool will_on_close;         /* publish the will when this connection ends */
+    bool flush_queued, reap_queued;
 };
+
+/* Formats c's address into buf (at least 46 bytes); returns buf. */
+const char *conn_addr(const struct conn *c, char *buf);
+/* The persistent read event stored right after c. */
+struct event *conn_read_event(struct conn *c);
 
 /* Takes ownership of fd (a connected socket). Returns the new connection, or NULL if it was refused
  * (and closed) because of a connection limit. */
@@ -97,7 +110,15 @@ void conn_reap(struct broker *b);
 /* Teardown only: closes and frees every connection at once, flushed or not. */
 void conn_destroy_all(struct broker *b);
 
-/* Updates keepalive bookkeeping after CONNECT (switches the timer from connect timeout). */
+/* Sets up what CONNECT negotiated (keepalive clock, topic alias tables). */
 void conn_start_keepalive(struct conn *c);
+
+/* Writes the output of every connection that got some during this loop iteration (the flusher
+ * event: one write per connection per wake-up). */
+void conn_flush_all(struct broker *b);
+
+/* The periodic duty: connect timeouts, keepalive, flush deadlines of closing connections, slow
+ * consumers, and freeing idle output buffers. */
+void conn_check_timeouts(struct broker *b, uint64_t now);
 
 #endif

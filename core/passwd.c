@@ -24,19 +24,20 @@ struct entry {
     char *user;
     size_t ulen;
     struct passwd_check chk;
-    bool cached;                           /* mac holds HMAC(key, salt || verified password) */
+    bool cached; /* mac holds HMAC(key, salt || verified password) */
     unsigned char mac[CRYPTO_SHA512_LEN];
 };
 
 struct passwd {
     struct entry *entries;
     size_t count, cap;
-    struct hmap by_user;      /* user -> index + 1, cast to a pointer */
+    struct hmap by_user;       /* user -> index + 1, cast to a pointer */
     struct passwd_check dummy; /* what an unknown user is checked against */
     unsigned char key[CACHE_KEY_LEN];
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -366,8 +367,8 @@ int passwd_verify(const struct passwd *pw, const char *user, size_t ulen, const 
 }
 
 /* HMAC(key, salt || pass): what the cache keeps for a verified password. */
-static int cache_mac(const struct passwd *pw, const struct entry *e, const char *pass,
-                     size_t plen, unsigned char out[CRYPTO_SHA512_LEN])
+static int cache_mac(const struct passwd *pw, const struct entry *e, const char *pass, size_t plen,
+                     unsigned char out[CRYPTO_SHA512_LEN])
 {
     return crypto_hmac_sha512(pw->key, sizeof(pw->key), e->chk.salt, e->chk.salt_len, pass, plen,
                               out);
@@ -390,19 +391,18 @@ void passwd_cache_store(struct passwd *pw, const struct passwd_check *chk, const
 {
     struct entry *e = (struct entry *)find(pw, user, ulen);
     if (!chk->known || !e || e->chk.type != chk->type || e->chk.iterations != chk->iterations ||
-        e->chk.salt_len != chk->salt_len ||
-        memcmp(e->chk.salt, chk->salt, chk->salt_len) != 0 ||
+        e->chk.salt_len != chk->salt_len || memcmp(e->chk.salt, chk->salt, chk->salt_len) != 0 ||
         memcmp(e->chk.hash, chk->hash, sizeof(chk->hash)) != 0)
         return;
     if (cache_mac(pw, e, pass, plen, e->mac) == 0)
         e->cached = true;
 }
 
-int passwd_encode_hash(char *out, size_t outlen, const char *pass, size_t plen,
-                       uint32_t iterations)
+int passwd_encode_hash(char *out, size_t outlen, const char *pass, size_t plen, uint32_t iterations)
 {
     unsigned char salt[PASSWD_SALT_LEN], hash[PASSWD_HASH_LEN];
-    char salt64[CRYPTO_BASE64_LEN(PASSWD_SALT_LEN) + 1], hash64[CRYPTO_BASE64_LEN(PASSWD_HASH_LEN) + 1];
+    char salt64[CRYPTO_BASE64_LEN(PASSWD_SALT_LEN) + 1],
+        hash64[CRYPTO_BASE64_LEN(PASSWD_HASH_LEN) + 1];
     if (iterations < 1 || iterations > PASSWD_MAX_ITERATIONS)
         return TIDE_EINVAL;
     if (outlen < PASSWD_HASH_STR_MAX)

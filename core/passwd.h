@@ -30,13 +30,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PASSWD_HASH_LEN 64             /* SHA-512 output, the only hash length in the format */
-#define PASSWD_SALT_LEN 12             /* salt bytes we write (as mosquitto_passwd does) */
-#define PASSWD_SALT_MAX 64             /* longest salt we accept when reading */
+#define PASSWD_HASH_LEN 64                /* SHA-512 output, the only hash length in the format */
+#define PASSWD_SALT_LEN 12                /* salt bytes we write (as mosquitto_passwd does) */
+#define PASSWD_SALT_MAX 64                /* longest salt we accept when reading */
 #define PASSWD_DEFAULT_ITERATIONS 210000u /* OWASP 2023 figure for PBKDF2-HMAC-SHA512 */
 #define PASSWD_MAX_ITERATIONS 10000000u   /* refuse files that would make one login take minutes */
-#define PASSWD_USER_MAX 65535          /* MQTT string limit, as mosquitto_passwd checks */
-#define PASSWD_FILE_MAX (64u << 20)    /* refuse password files above 64 MiB */
+#define PASSWD_USER_MAX 65535             /* MQTT string limit, as mosquitto_passwd checks */
+#define PASSWD_FILE_MAX (64u << 20)       /* refuse password files above 64 MiB */
 /* Room for "$7$" ITERATIONS "$" SALT "$" HASH and the NUL, for the longest salt we accept. */
 #define PASSWD_HASH_STR_MAX 200
 

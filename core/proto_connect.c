@@ -34,7 +34,8 @@ void proto_connect_refuse(struct conn *c, uint8_t version, int err)
         codec_encode_connack(sb, version, false, proto_connack_rc(err), NULL);
         conn_send(c, sb->data, sb->len);
     }
-    log_notice("conn", "refused connection addr=%s port=%u reason=%s", c->addr, c->port,
+    char a[46];
+    log_notice("conn", "refused connection addr=%s port=%u reason=%s", conn_addr(c, a), c->port,
                tide_strerror(err));
     conn_close(c, 0, tide_strerror(err));
 }
@@ -303,9 +304,10 @@ int proto_connect(struct conn *c, struct codec_connect *p)
     send_connack(c, p, present, assigned_id ? s->client_id : NULL, keepalive,
                  p->version == MQTT_V5 && asked != expiry ? expiry : UINT32_MAX);
     conn_start_keepalive(c);
+    char a[46];
     if (cfg->connection_messages)
         log_notice("conn", "client connected client=%s addr=%s port=%u protocol=%u "
-                   "clean=%d keepalive=%u user=%s", s->client_id, c->addr, c->port, c->version,
+                   "clean=%d keepalive=%u user=%s", s->client_id, conn_addr(c, a), c->port, c->version,
                    p->clean_start, keepalive, s->username ? s->username : "-");
     session_attach(s, c, present);
     session_pump(s);

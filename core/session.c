@@ -94,10 +94,10 @@ struct session *session_find(struct broker *b, const char *client_id, size_t len
 
 struct session *session_new(struct broker *b, const char *client_id, size_t len)
 {
-    struct session *s = xcalloc(1, sizeof *s);
+    struct session *s = xcalloc(1, sizeof *s + len + 1);
     s->b = b;
-    s->client_id = xstrndup(client_id, len);
-    s->client_id_len = len;
+    memcpy(s->client_id, client_id, len);
+    s->client_id_len = (uint16_t)len;
     s->next_packet_id = 1;
     hmap_put(&b->sessions, s->client_id, len, s);
     return s;
@@ -158,7 +158,6 @@ void session_end(struct session *s)
     msg_release(&s->will);
     free(s->qos2_in);
     free(s->subs);
-    free(s->client_id);
     free(s->username);
     free(s);
 }
@@ -305,8 +304,6 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     dq_push(&s->queue, &d);
     s->queued_bytes += m->payload_len;
     if (online && queue_full(s)) {
-        if (!s->congested)
-            s->congested_since_ms = broker_now_ms();
         s->congested = true;
         return true;
     }

@@ -33,7 +33,7 @@ enum { DELIVERY_QUEUED, DELIVERY_WAIT_ACK, DELIVERY_WAIT_COMP };
 /* A FIFO ring of deliveries. */
 struct dqueue {
     struct delivery *v;
-    size_t head, len, cap;
+    uint32_t head, len, cap;
 };
 
 struct session_sub {
@@ -51,38 +51,32 @@ struct held_ack {
     uint32_t blockers;      /* subscribers still congested */
 };
 
+/* Kept small: an idle client costs one session, one connection and a table slot. */
 struct session {
     struct broker *b;
-    char *client_id;
-    size_t client_id_len;
-    char *username;          /* NULL for none */
     struct conn *conn;       /* NULL while offline */
-    uint8_t version;
-    uint32_t expiry_interval; /* seconds; UINT32_MAX: never */
+    char *username;          /* NULL for none */
     struct event *expiry_timer;
-
+    struct msg *will;
+    struct event *will_timer;
     struct session_sub *subs;
-    size_t sub_count, sub_cap;
-
     struct dqueue inflight;  /* sent, waiting for acks, in send order */
     struct dqueue queue;     /* waiting for a send slot or for the client to come back */
     uint64_t queued_bytes;
-    uint16_t next_packet_id;
-
     uint16_t *qos2_in;       /* inbound QoS 2 packet ids: PUBREC sent or held, PUBREL awaited */
-    size_t qos2_in_count, qos2_in_cap;
-
-    struct msg *will;
-    uint32_t will_delay;
-    struct event *will_timer;
-
     struct held_ack **waiters; /* acks waiting for this session to drain */
-    size_t waiter_count, waiter_cap;
-    bool congested;
-    uint64_t congested_since_ms;
-
+    uint32_t expiry_interval; /* seconds; UINT32_MAX: never */
+    uint32_t will_delay;
+    uint32_t sub_count, sub_cap;
+    uint32_t qos2_in_count, qos2_in_cap;
+    uint32_t waiter_count, waiter_cap;
     uint32_t match_gen;      /* router: de-duplication of overlapping matches */
-    size_t match_slot;
+    uint32_t match_slot;
+    uint16_t next_packet_id;
+    uint16_t client_id_len;
+    uint8_t version;
+    bool congested;
+    char client_id[];        /* NUL-terminated, in the same allocation */
 };
 
 /* Finds the session of client_id, or NULL. */

@@ -20,7 +20,8 @@ int crypto_sha512(const void *a, size_t alen, const void *b, size_t blen,
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, a, alen) == 1 && (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+             EVP_DigestUpdate(ctx, a, alen) == 1 &&
+             (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
              EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == CRYPTO_SHA512_LEN;
     EVP_MD_CTX_free(ctx);
     return ok ? 0 : TIDE_EIO;
@@ -36,7 +37,8 @@ int crypto_hmac_sha512(const void *key, size_t klen, const void *a, size_t alen,
     EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
     size_t n = 0;
     int ok = ctx && EVP_MAC_init(ctx, key, klen, params) == 1 &&
-             EVP_MAC_update(ctx, a, alen) == 1 && (blen == 0 || EVP_MAC_update(ctx, b, blen) == 1) &&
+             EVP_MAC_update(ctx, a, alen) == 1 &&
+             (blen == 0 || EVP_MAC_update(ctx, b, blen) == 1) &&
              EVP_MAC_final(ctx, out, &n, CRYPTO_SHA512_LEN) == 1 && n == CRYPTO_SHA512_LEN;
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(mac);

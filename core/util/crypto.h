@@ -1,6 +1,7 @@
 /* Thin wrappers over OpenSSL's libcrypto for the password file and its tool: SHA-512, HMAC-SHA512,
  * PBKDF2-HMAC-SHA512, base64, random bytes, constant-time comparison and wiping. The only file
- * that includes OpenSSL headers apart from tls.c. No I/O (except the CSPRNG), no logging, thread-safe. */
+ * that includes OpenSSL headers apart from tls.c. No I/O (except the CSPRNG), no logging,
+ * thread-safe. */
 #ifndef TIDE_UTIL_CRYPTO_H
 #define TIDE_UTIL_CRYPTO_H
 

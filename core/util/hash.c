@@ -30,7 +30,7 @@ void hmap_fini(struct hmap *m)
     hmap_init(m);
 }
 
-static size_t find(const struct hmap *m, const char *key, size_t len, uint64_t h)
+static size_t find(const struct hmap *m, const char *key, size_t len, uint32_t h)
 {
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -59,7 +59,7 @@ void *hmap_get(const struct hmap *m, const char *key, size_t len)
 {
     if (!m->count)
         return NULL;
-    const struct hmap_slot *s = &m->slots[find(m, key, len, hash_bytes(key, len))];
+    const struct hmap_slot *s = &m->slots[find(m, key, len, (uint32_t)hash_bytes(key, len))];
     return s->key ? s->value : NULL;
 }
 
@@ -67,13 +67,13 @@ void *hmap_put(struct hmap *m, const char *key, size_t len, void *value)
 {
     if ((m->count + 1) * 4 > m->cap * 3)
         grow(m);
-    uint64_t h = hash_bytes(key, len);
+    uint32_t h = (uint32_t)hash_bytes(key, len);
     struct hmap_slot *s = &m->slots[find(m, key, len, h)];
     void *prev = s->key ? s->value : NULL;
     if (!s->key)
         m->count++;
     s->key = key;
-    s->len = len;
+    s->len = (uint32_t)len;
     s->hash = h;
     s->value = value;
     return prev;
@@ -84,7 +84,7 @@ void *hmap_del(struct hmap *m, const char *key, size_t len)
     if (!m->count)
         return NULL;
     size_t mask = m->cap - 1;
-    size_t i = find(m, key, len, hash_bytes(key, len));
+    size_t i = find(m, key, len, (uint32_t)hash_bytes(key, len));
     if (!m->slots[i].key)
         return NULL;
     void *value = m->slots[i].value;

@@ -7,10 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct hmap_slot {
+struct hmap_slot { /* 24 bytes: one per session, so it is kept small */
     const char *key;
-    size_t len;
-    uint64_t hash;
+    uint32_t len;
+    uint32_t hash;
     void *value;
 };
 
@@ -25,7 +25,7 @@ void hmap_init(struct hmap *m);
 void hmap_fini(struct hmap *m);
 /* Returns the value for key, or NULL. */
 void *hmap_get(const struct hmap *m, const char *key, size_t len);
-/* Inserts or replaces; returns the previous value or NULL. */
+/* Inserts or replaces; returns the previous value or NULL. Keys are at most 4 GiB. */
 void *hmap_put(struct hmap *m, const char *key, size_t len, void *value);
 /* Removes key; returns its value or NULL. */
 void *hmap_del(struct hmap *m, const char *key, size_t len);
