@@ -24,7 +24,8 @@ struct subtree;
 
 /* Counters; each limit has one, and $SYS publishes them. */
 struct broker_stats {
-    uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
+    uint64_t packets_received, packets_sent; /* every MQTT packet ($SYS messages/...) */
+    uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent; /* PUBLISH only, bytes all */
     uint64_t pub_received_qos[3], pub_sent_qos[3];
     uint64_t connects_total;          /* connections ever accepted (CONNACK 0) */
     uint64_t clients_maximum;         /* highest concurrent connected */

@@ -11,6 +11,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -147,6 +149,7 @@ static struct evbuffer *output(struct conn *c)
 void conn_send(struct conn *c, const void *p, size_t len)
 {
     evbuffer_add(output(c), p, len);
+    c->b->stats.packets_sent++;
     c->b->stats.bytes_sent += len;
 }
 
@@ -234,6 +237,7 @@ bool conn_send_publish(struct conn *c, struct msg *m, uint8_t qos, bool retain, 
         evbuffer_add(out, m->payload, m->payload_len);
     b->stats.bytes_sent += sb->len + m->payload_len;
     b->stats.msgs_sent++;
+    b->stats.packets_sent++;
     b->stats.pub_sent_qos[qos]++;
     return true;
 }
@@ -369,6 +373,7 @@ static bool write_out(struct conn *c)
         int n = evbuffer_write(c->out, c->fd);
         if (n > 0) {
             c->last_progress_ms = broker_now_ms();
+            c->kq_watch = true;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -461,6 +466,7 @@ static size_t process(struct conn *c, uint8_t *p, size_t len, size_t *need)
         uint8_t *pkt_bytes = p + off;
         off += total;
         c->last_rx_ms = broker_now_ms();
+        b->stats.packets_received++;
         uint8_t type = first >> 4;
         if (c->state == CONN_NEW && type != CODEC_CONNECT) {
             conn_close(c, 0, "packet before CONNECT"); /* [MQTT-3.1.0-1] */
@@ -572,6 +578,26 @@ void conn_start_keepalive(struct conn *c)
         c->alias_in = xcalloc((size_t)c->alias_in_max + 1, sizeof *c->alias_in);
 }
 
+/* True while messages wait for c's client: in its queue, our output buffer, or the kernel's send
+ * queue (on loopback the kernel takes megabytes). A shrinking kernel queue counts as progress. */
+static bool waiting_output(struct conn *c, uint64_t now)
+{
+    if (c->s->queue.len || conn_output_pending(c))
+        return true;
+    if (!c->kq_watch)
+        return false;
+    int queued = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &queued) != 0 || queued <= 0) {
+        c->kq_watch = false;
+        return false;
+    }
+    if ((uint32_t)queued != c->kq_last) {
+        c->kq_last = (uint32_t)queued;
+        c->last_progress_ms = now;
+    }
+    return true;
+}
+
 void conn_check_timeouts(struct broker *b, uint64_t now)
 {
     const struct config *cfg = b->cfg;
@@ -593,7 +619,7 @@ void conn_check_timeouts(struct broker *b, uint64_t now)
                 break;
             }
             /* slow consumer: drains nothing and acks nothing while messages wait for it */
-            if (c->s && (c->s->queue.len || conn_output_pending(c))) {
+            if (c->s && waiting_output(c, now)) {
                 if (cfg->slow_consumer_timeout_ms &&
                     now - c->last_progress_ms > cfg->slow_consumer_timeout_ms) {
                     b->stats.closed_slow_consumer++;

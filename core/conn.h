@@ -68,6 +68,8 @@ struct conn {
     bool request_problem_info;
     bool will_on_close;         /* publish the will when this connection ends */
     bool flush_queued, reap_queued;
+    bool kq_watch;              /* bytes may sit in the kernel's send queue (slow consumers) */
+    uint32_t kq_last;           /* the kernel send queue length seen at the last tick */
 };
 
 /* Formats c's address into buf (at least 46 bytes); returns buf. */

@@ -141,7 +141,8 @@ int proto_publish(struct conn *c, struct codec_publish *p)
         ack_unrouted(c, p, 0x97);
         return 0;
     }
-    if (cfg->memory_limit && b->msg_bytes > cfg->memory_limit) {
+    if (cfg->memory_limit && b->msg_bytes > cfg->memory_limit &&
+        !(p->retain && p->payload.len == 0)) { /* clearing a retained message frees memory */
         b->stats.refused_memory++;
         ack_unrouted(c, p, 0x97);
         return 0;

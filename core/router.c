@@ -168,6 +168,20 @@ static void mark_present(void *arg, struct msg *m)
     *(bool *)arg = true;
 }
 
+static void count_one(void *arg, struct msg *m)
+{
+    (void)m;
+    (*(size_t *)arg)++;
+}
+
+/* Retained messages of clients (and rules): the broker's own $SYS figures do not use the quota. */
+static size_t client_retained_count(const struct broker *b)
+{
+    size_t sys = 0;
+    retain_match(b->retained, "$SYS/#", 6, count_one, &sys);
+    return retain_count(b->retained) - sys;
+}
+
 int router_retain(struct broker *b, struct msg *m)
 {
     const struct config *cfg = b->cfg;
@@ -175,7 +189,13 @@ int router_retain(struct broker *b, struct msg *m)
         retain_clear(b->retained, m->topic, m->topic_len);
         return 0;
     }
-    if ((cfg->max_retained_messages && retain_count(b->retained) >= cfg->max_retained_messages) ||
+    bool own_sys = m->origin[0] == '\0' && m->topic_len >= 5 && memcmp(m->topic, "$SYS/", 5) == 0;
+    if (own_sys) {
+        retain_set(b->retained, m);
+        return 0;
+    }
+    if ((cfg->max_retained_messages && retain_count(b->retained) >= cfg->max_retained_messages &&
+         client_retained_count(b) >= cfg->max_retained_messages) ||
         (cfg->max_retained_bytes &&
          retain_bytes(b->retained) + m->payload_len > cfg->max_retained_bytes)) {
         /* replacing a stored topic is allowed at the count limit (the name has no wildcard, so

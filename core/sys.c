@@ -40,8 +40,9 @@ void sys_publish(struct broker *b)
     put_u64(b, "$SYS/broker/clients/disconnected",
             sessions > b->connected_count ? sessions - b->connected_count : 0);
     put_u64(b, "$SYS/broker/clients/maximum", st->clients_maximum);
-    put_u64(b, "$SYS/broker/messages/received", st->msgs_received);
-    put_u64(b, "$SYS/broker/messages/sent", st->msgs_sent);
+    /* as Mosquitto: messages/... counts packets of every type, publish/messages/... PUBLISH */
+    put_u64(b, "$SYS/broker/messages/received", st->packets_received);
+    put_u64(b, "$SYS/broker/messages/sent", st->packets_sent);
     put_u64(b, "$SYS/broker/publish/messages/received", st->msgs_received);
     put_u64(b, "$SYS/broker/publish/messages/sent", st->msgs_sent);
     put_u64(b, "$SYS/broker/publish/messages/dropped",

@@ -6,6 +6,13 @@ the port the OS picked is read from the broker's startup log line
 if it exits non-zero, does not exit within 10 s, or printed a sanitizer report.
 
 The binary is $TIDEMQ_BIN (ctest sets it), default <repo>/build/tidemq.
+
+Fixtures: `broker` (one per test module, default config), `broker_factory(config_text="",
+args=[])` (brokers for one test; config_text is appended after the first listener, so listener
+directives like `max_qos 1` apply to it), `clients` (a list closed after the test). Every
+helpers.Client / RawClient / MosquittoSub is closed after each test anyway, and a test that hangs
+past TIDEMQ_TEST_TIMEOUT (90 s) is stopped. Broker: .host .port .pid .log_text() .mark()
+.wait_log(regex, timeout, start) .restart() .stop().
 """
 import os
 import re
@@ -21,8 +28,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import helpers  # noqa: E402 - after the sys.path insert
+
 REPO = Path(__file__).resolve().parents[2]
-TIDEMQ_BIN = os.environ.get("TIDEMQ_BIN") or str(REPO / "build" / "tidemq")
+# absolute: the broker runs with its temp dir as working directory
+TIDEMQ_BIN = os.path.abspath(os.environ.get("TIDEMQ_BIN") or str(REPO / "build" / "tidemq"))
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -59,6 +69,8 @@ class Broker:
         self.ports = []  # every (address, port) the broker said it listens on, in order
         self.proc = None
         self.returncode = None
+        self.allowed_returncodes = {0}  # a test that kills the broker on purpose may widen this
+        self.problems = []  # found by earlier stops (restart); reported at teardown
         self._stderr = None
         self._stdout = None
 
@@ -79,16 +91,18 @@ class Broker:
         if not os.access(TIDEMQ_BIN, os.X_OK):
             raise BrokerError(f"broker binary {TIDEMQ_BIN} not found (build it, or set TIDEMQ_BIN)")
         self.write_config()
-        self._stderr = open(self.stderr_path, "wb")
-        self._stdout = open(self.stdout_path, "wb")
+        self._stderr = open(self.stderr_path, "ab")
+        self._stdout = open(self.stdout_path, "ab")
+        self.port = None
         cmd = [TIDEMQ_BIN, "-c", str(self.config_path), "-v", *self.args]
+        start = len(self.log_text())  # before the process can write: a restart appends
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr,
             cwd=str(self.tmpdir),
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            found = LISTENING_RE.findall(self.log_text())
+            found = LISTENING_RE.findall(self.log_text()[start:])
             if found:
                 self.ports = [(a, int(p)) for a, p in found]
                 for addr, port in self.ports:
@@ -102,6 +116,7 @@ class Broker:
             time.sleep(0.02)
         rc = self.proc.poll()
         self._kill()
+        self.proc = None  # the error below says it all; teardown has nothing more to report
         raise BrokerError(
             f"broker did not report 'listening address=127.0.0.1 port=N' within {START_TIMEOUT}s "
             f"(exit code {rc}); command: {' '.join(cmd)}\nconfig:\n{self.config_path.read_text()}"
@@ -138,12 +153,20 @@ class Broker:
                 self.proc.wait(5)
         self.returncode = self.proc.returncode
         self._close_files()
-        if self.returncode != 0 and not problems:
+        if self.returncode not in self.allowed_returncodes and not problems:
             problems.append(f"broker exited with code {self.returncode}")
         text = self.log_text()
-        if SANITIZER_RE.search(text):
+        if SANITIZER_RE.search(text) and not any("sanitizer" in p for p in self.problems):
             problems.append("sanitizer report in broker stderr")
+        self.problems += problems
+        self.proc = None
         return problems
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stops the broker (problems are kept for teardown) and starts it again with the same
+        config and temp dir (so persistence survives). The port may change: read .port again."""
+        self.stop(sig)
+        return self.start()
 
     @property
     def pid(self):
@@ -162,6 +185,10 @@ class Broker:
             except FileNotFoundError:
                 pass
         return "".join(out)
+
+    def mark(self):
+        """The current end of the log: pass it as wait_log(start=...) to match only new lines."""
+        return len(self.log_text())
 
     def wait_log(self, regex, timeout=5.0, start=0):
         """Waits until the log (from character `start`) matches regex; returns the match."""
@@ -185,7 +212,8 @@ class Broker:
 def _report(brokers):
     problems = []
     for b in brokers:
-        p = b.stop()
+        b.stop()
+        p = b.problems
         if p:
             problems.append(f"{b!r}: " + "; ".join(p) + f" (logs kept in {b.tmpdir})"
                             + "\n--- stderr tail ---\n" + b.log_text()[-6000:])
@@ -237,9 +265,17 @@ def _hard_timeout():
         signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture(autouse=True)
+def _close_helpers_clients():
+    """Closes every helpers.Client / RawClient / MosquittoSub a test left open."""
+    yield
+    helpers.close_all()
+
+
 @pytest.fixture
 def clients():
-    """A list to append helpers' clients to; every one is closed after the test."""
+    """A list to append clients to; each is closed after the test (helpers' own clients are
+    closed anyway; this also takes anything else with a close())."""
     started = []
     yield started
     for c in reversed(started):

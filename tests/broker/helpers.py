@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCodes
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 WAIT = 5.0  # default timeout for one wait, seconds
@@ -31,6 +32,30 @@ MQTTv5 = mqtt.MQTTv5
 
 _id_lock = threading.Lock()
 _id_counter = 0
+
+
+# Every client and subprocess the helpers start, so that conftest can close whatever a test left
+# open (a failed assertion skips the test's own cleanup).
+_open = []
+_open_lock = threading.Lock()
+
+
+def _track(obj):
+    with _open_lock:
+        _open.append(obj)
+    return obj
+
+
+def close_all():
+    """Closes every Client, RawClient and MosquittoSub started since the last call."""
+    with _open_lock:
+        objs = list(reversed(_open))
+        _open.clear()
+    for o in objs:
+        try:
+            o.close()
+        except Exception:  # noqa: BLE001 - cleanup must not mask the test's result
+            pass
 
 
 def unique_id(prefix="t"):
@@ -143,6 +168,7 @@ class Client:
         self.paho.on_subscribe = self._on_subscribe
         self.paho.on_unsubscribe = self._on_unsubscribe
         self._loop_started = False
+        _track(self)
         if connect:
             self.connect(timeout=timeout)
 
@@ -287,8 +313,6 @@ class Client:
         """Sends DISCONNECT (v5: with the reason code given as int) and waits for the close."""
         rc = None
         if reasoncode is not None:
-            from paho.mqtt.reasoncodes import ReasonCodes
-
             rc = ReasonCodes(PacketTypes.DISCONNECT, identifier=reasoncode)
         self.paho.disconnect(rc, properties)
         self.disconnected.wait(timeout)
@@ -688,6 +712,7 @@ class RawClient:
     def __init__(self, broker, version=4, timeout=WAIT):
         self.version = version
         self.sock = socket.create_connection((broker.host, broker.port), timeout=timeout)
+        _track(self)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         self.closed = False
@@ -854,6 +879,7 @@ class MosquittoSub:
                     "-q", str(qos), "-v", "-d", *_version_args(version), *extra]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        _track(self)
         self._lines = []
         self._lock = threading.Lock()
         self._ready = threading.Event()

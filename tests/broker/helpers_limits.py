@@ -14,12 +14,9 @@ with those files; conftest.py and helpers.py are not changed).
 - ConfigFirstBroker: a conftest Broker whose test config comes BEFORE the fixture's listener line
   (for global directives that Mosquitto reads differently after a listener, e.g. max_connections).
 """
-import os
-import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -28,7 +25,7 @@ from pathlib import Path
 
 from conftest import LISTENING_RE, SANITIZER_RE, TIDEMQ_BIN, Broker
 from helpers import (
-    CONNACK, PINGRESP, PUBACK, PUBLISH, PUBREC, PUBREL, SUBACK, Client, MQTTv311,
+    CONNACK, PUBACK, PUBLISH, PUBREC, PUBREL, SUBACK, Client, MQTTv311,
     ack_packet, connect_packet, parse, Packet, read_varint, MalformedPacket, subscribe_packet,
     unique_id, unique_topic,
 )
@@ -43,11 +40,11 @@ WAIT = 5.0
 class SysWatcher:
     """Latest value of every $SYS figure. value('limits/refused_sessions') -> int or str."""
 
-    def __init__(self, broker, filt="$SYS/broker/#", protocol=MQTTv311):
+    def __init__(self, broker, filt="$SYS/broker/#", protocol=MQTTv311, keepalive=60):
         self._cond = threading.Condition()
         self.values = {}
         self.history = []  # (monotonic time, topic, payload bytes, retain)
-        self.client = Client(broker, protocol=protocol, connect=False)
+        self.client = Client(broker, protocol=protocol, keepalive=keepalive, connect=False)
         self.client.paho.on_message = self._on_message
         self.client.connect()
         codes = self.client.subscribe(filt, 0)
@@ -93,7 +90,8 @@ class SysWatcher:
                     return v
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"{t}: condition not met within {timeout}s; last value {v!r}")
+                    raise AssertionError(
+                        f"{t}: condition not met within {timeout}s; last value {v!r}")
                 self._cond.wait(left)
 
     def counter(self, name, timeout=6.0):
@@ -346,7 +344,7 @@ def run_broker_once(config_text=None, args=(), timeout=10.0, tmpdir=None):
         cp = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=str(tmp),
                             stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"{' '.join(cmd)} still running after {timeout}s (expected it to exit); "
+        raise AssertionError(f"{' '.join(cmd)} still running after {timeout}s (expected an exit); "
                              f"output: {(e.stderr or b'').decode(errors='replace')[-2000:]}")
     text = cp.stderr.decode("utf-8", "replace") + cp.stdout.decode("utf-8", "replace")
     assert not SANITIZER_RE.search(text), f"sanitizer report:\n{text}"

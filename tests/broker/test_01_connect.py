@@ -9,8 +9,8 @@ import pytest
 from helpers import (
     AUTH, CONNACK, DISCONNECT, PINGREQ_BYTES, PINGRESP_BYTES, MQTTv31, MQTTv311, MQTTv5,
     P_ASSIGNED_CLIENT_ID, P_AUTH_DATA, P_AUTH_METHOD, P_SERVER_KEEP_ALIVE, P_SESSION_EXPIRY,
-    Client, ConnectRefused, RawClient, auth_packet, connect_packet, packet, props,
-    publish_packet, unique_id, unique_topic,
+    Client, ConnectRefused, MosquittoSub, RawClient, auth_packet, connect_packet, packet, props,
+    publish_packet, run_pub, unique_id, unique_topic,
 )
 from paho.mqtt.packettypes import PacketTypes
 
@@ -490,3 +490,13 @@ def test_v311_paho_client_is_refused_rc2_when_keepalive_exceeds_max_keepalive(br
     with pytest.raises(ConnectRefused) as e:
         Client(b, protocol=MQTTv311, keepalive=60).close()
     assert e.value.rc == 2
+
+
+@pytest.mark.parametrize("version", [MQTTv31, MQTTv311, MQTTv5], ids=["v31", "v311", "v5"])
+def test_mosquitto_clients_connect_with_each_protocol_version(broker, version):
+    """3.1.1 [MQTT-3.1.4-4] / v5 [MQTT-3.1.4-5] with Mosquitto's own clients: mosquitto_sub
+    connects, subscribes and receives what mosquitto_pub sends (-V mqttv31 / mqttv311 / mqttv5)."""
+    topic = unique_topic("mosqconn")
+    with MosquittoSub(broker, topic, qos=1, version=version) as ms:
+        run_pub(broker, topic, "hi", qos=1, version=version)
+        assert ms.wait_lines(1) == [f"{topic} hi"]

@@ -3,6 +3,7 @@
 Normative ids: "3.1.1 [MQTT-x]" for MQTT 3.1.1, "v5 [MQTT-x]" for MQTT 5.0.
 """
 import struct
+import time
 
 import pytest
 
@@ -11,7 +12,8 @@ from paho.mqtt.packettypes import PacketTypes
 from helpers import (
     DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, MQTTv311, MQTTv5,
     P_MAXIMUM_QOS, P_SESSION_EXPIRY, P_TOPIC_ALIAS, P_TOPIC_ALIAS_MAXIMUM, P_USER_PROPERTY,
-    Client, RawClient, packet, props, publish_packet, unique_id, unique_topic,
+    Client, MosquittoSub, RawClient, packet, props, run_pub, unique_id,
+    unique_topic,
 )
 
 BOTH = pytest.mark.parametrize("proto", [MQTTv311, MQTTv5], ids=["v311", "v5"])
@@ -530,3 +532,16 @@ def test_v5_user_properties_are_forwarded_in_order(broker, clients):
         pub.publish(topic, b"x", props=ups)
         p = sub.expect(PUBLISH)
         assert p.props.all(P_USER_PROPERTY) == [("k", "1"), ("a", "2"), ("k", "3")]
+
+
+@pytest.mark.parametrize("version", [MQTTv311, MQTTv5], ids=["v311", "v5"])
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_mosquitto_pub_to_mosquitto_sub_at_each_qos(broker, version, qos):
+    """3.1.1 [MQTT-3.8.4-6] / v5 [MQTT-3.8.4-8] with Mosquitto's clients: mosquitto_pub -q N to a
+    mosquitto_sub -q 2 arrives exactly once, at every QoS."""
+    topic = unique_topic("mosqqos")
+    with MosquittoSub(broker, topic, qos=2, version=version) as ms:
+        run_pub(broker, topic, f"qos{qos}", qos=qos, version=version)
+        assert ms.wait_lines(1) == [f"{topic} qos{qos}"]
+        time.sleep(0.3)
+        assert ms.lines() == [f"{topic} qos{qos}"]
