@@ -262,6 +262,19 @@ static void schedule_reap(struct conn *c)
     event_active(c->b->reaper, EV_TIMEOUT, 0);
 }
 
+/* Once a closing connection's output is written: free it if the peer is gone, else half-close
+ * and wait (reading and discarding) for the peer's EOF or the flush deadline. Closing a socket
+ * with unread input makes the kernel send a reset, which can destroy a DISCONNECT the client
+ * has not read yet. */
+static void finish_close(struct conn *c)
+{
+    if (c->peer_closed) {
+        schedule_reap(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+}
+
 void conn_close(struct conn *c, uint8_t reason, const char *why)
 {
     if (c->state == CONN_CLOSING)
@@ -276,8 +289,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         codec_encode_disconnect(sb, MQTT_V5, reason, NULL);
         conn_send(c, sb->data, sb->len);
     }
-    event_del(conn_read_event(c));
-    free(c->in);
+    free(c->in); /* reading goes on only to discard (see finish_close) */
     c->in = NULL;
     c->in_len = c->in_cap = 0;
     if (was == CONN_ACTIVE)
@@ -298,7 +310,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         session_detach(s, c->will_on_close);
     }
     if (conn_output_pending(c) == 0)
-        schedule_reap(c); /* else the flush finishes first (or the deadline passes) */
+        finish_close(c); /* else the flush finishes first (or the deadline passes) */
 }
 
 static void conn_free(struct conn *c)
@@ -380,6 +392,7 @@ static bool write_out(struct conn *c)
             break;
         /* the peer is gone: what was waiting cannot be delivered */
         evbuffer_drain(c->out, evbuffer_get_length(c->out));
+        c->peer_closed = true;
         if (c->state == CONN_CLOSING) {
             schedule_reap(c);
         } else {
@@ -394,7 +407,7 @@ static bool write_out(struct conn *c)
             c->wev = event_new(b->base, c->fd, EV_WRITE, on_writable, c);
         event_add(c->wev, NULL);
     } else if (c->state == CONN_CLOSING) {
-        schedule_reap(c);
+        finish_close(c);
         return false;
     }
     /* room again: let queued deliveries in */
@@ -502,11 +515,31 @@ static void carry(struct conn *c, const uint8_t *p, size_t len, size_t need)
     c->in_cap = (uint32_t)cap;
 }
 
+/* A closing connection reads only to see the peer's EOF; what it reads is thrown away. */
+static void discard_input(struct conn *c)
+{
+    for (int round = 0; round < READS_PER_WAKE; round++) {
+        ssize_t n = read(c->fd, c->b->rbuf, BROKER_RBUF_SIZE);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        c->peer_closed = true;
+        if (conn_output_pending(c) == 0)
+            schedule_reap(c);
+        return;
+    }
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct conn *c = arg;
     struct broker *b = c->b;
+    if (c->state == CONN_CLOSING) {
+        discard_input(c);
+        return;
+    }
     for (int round = 0; round < READS_PER_WAKE && c->state != CONN_CLOSING; round++) {
         uint8_t *buf;
         size_t have, room;
@@ -527,6 +560,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         ssize_t n = read(fd, buf + have, room);
         if (n == 0) {
             c->will_on_close = true;
+            c->peer_closed = true;
             conn_close(c, 0, "closed by peer");
             return;
         }
@@ -534,6 +568,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
             c->will_on_close = true;
+            c->peer_closed = true;
             conn_close(c, 0, "socket error");
             return;
         }

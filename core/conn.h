@@ -68,6 +68,7 @@ struct conn {
     bool request_problem_info;
     bool will_on_close;         /* publish the will when this connection ends */
     bool flush_queued, reap_queued;
+    bool peer_closed;           /* read saw EOF or an error: nothing more to wait for */
     bool kq_watch;              /* bytes may sit in the kernel's send queue (slow consumers) */
     uint32_t kq_last;           /* the kernel send queue length seen at the last tick */
 };
