@@ -57,6 +57,37 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     broker_shutdown(b);
 }
 
+/* Directives the parser understands but this build does not serve yet: refused, never silently
+ * ignored (a password or ACL file that is not enforced would be a security hole). Returns the
+ * name of the first one configured, or NULL. */
+static const char *unserved_directive(const struct config *cfg)
+{
+    if (cfg->password_file)
+        return "password_file";
+    if (cfg->acl_file)
+        return "acl_file";
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (l->password_file)
+            return "password_file";
+        if (l->acl_file)
+            return "acl_file";
+        if (l->proxy_protocol)
+            return "proxy_protocol";
+    }
+    if (cfg->connect_rate_per_address)
+        return "connect_rate_per_address";
+    if (cfg->sink_count)
+        return "sink";
+    if (cfg->plugin_count)
+        return "plugin";
+    if (cfg->admin_socket)
+        return "admin_socket";
+    if (cfg->http_port)
+        return "http_listener";
+    return NULL;
+}
+
 static void note_rules_dir(const struct config *cfg)
 {
     const char *dir = cfg->rules_dir ? cfg->rules_dir : "rules";
@@ -126,6 +157,18 @@ int cmd_serve(int argc, char **argv)
     }
     for (size_t i = 0; i < cfg.warning_count; i++)
         log_warn("config", "%s", cfg.warnings[i]);
+    const char *unserved = unserved_directive(&cfg);
+    if (unserved) {
+        log_error("config", "%s: %s is not supported by this build of tidemq yet",
+                  cfg.path ? cfg.path : "-", unserved);
+        config_fini(&cfg);
+        log_close();
+        return 1;
+    }
+    if (cfg.persistence)
+        log_warn("config", "persistence: this build keeps sessions and retained messages in "
+                           "memory only; nothing is written to %s",
+                 cfg.persistence_location ? cfg.persistence_location : "disk");
 
     signal(SIGPIPE, SIG_IGN);
     uint64_t capacity = raise_fd_limit();

@@ -25,21 +25,21 @@ struct bench_opts {
     enum bench_scenario scenario;
     unsigned publishers, subscribers, pairs, connections;
     uint8_t qos;
-    uint8_t protocol;       /* 4 (3.1.1) or 5 */
-    size_t payload;         /* bytes, at least BENCH_PAYLOAD_MIN */
-    double duration;        /* seconds of measured publishing (or holding, for connections) */
+    uint8_t protocol; /* 4 (3.1.1) or 5 */
+    size_t payload;   /* bytes, at least BENCH_PAYLOAD_MIN */
+    double duration;  /* seconds of measured publishing (or holding, for connections) */
     bool duration_set;
-    uint64_t messages;      /* per publisher, 0: publish for `duration` */
-    double rate;            /* msgs/s per publisher, 0: as fast as flow control allows */
-    unsigned inflight;      /* max unacknowledged QoS 1/2 PUBLISHes per publisher */
-    pid_t broker_pid;       /* 0: no broker figures */
+    uint64_t messages; /* per publisher, 0: publish for `duration` */
+    double rate;       /* msgs/s per publisher, 0: as fast as flow control allows */
+    unsigned inflight; /* max unacknowledged QoS 1/2 PUBLISHes per publisher */
+    pid_t broker_pid;  /* 0: no broker figures */
     bool json;
-    double warmup;          /* seconds of unmeasured publishing before the window */
-    double drain;           /* max seconds to wait for stragglers after publishing stops */
-    double connect_timeout; /* seconds for one connection to get its CONNACK (and SUBACK) */
+    double warmup;                /* seconds of unmeasured publishing before the window */
+    double drain;                 /* max seconds to wait for stragglers after publishing stops */
+    double connect_timeout;       /* seconds for one connection to get its CONNACK (and SUBACK) */
     unsigned connect_concurrency; /* connection attempts in progress at once */
-    unsigned keepalive;     /* seconds, sent in CONNECT */
-    bool wildcard;          /* fan-in: one topic per publisher, the subscriber uses `+` */
+    unsigned keepalive;           /* seconds, sent in CONNECT */
+    bool wildcard;                /* fan-in: one topic per publisher, the subscriber uses `+` */
 };
 
 /* Fills o from argv. Returns 0, 1 when --help was printed, or -1 after printing an error. */
@@ -52,7 +52,8 @@ const char *bench_scenario_name(enum bench_scenario s);
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
-/* Log-linear histogram of nanosecond values: ~1.5% relative precision, fixed size, no allocation. */
+/* Log-linear histogram of nanosecond values: ~1.5% relative precision, fixed size, no
+ * allocation. */
 struct bench_hist {
     uint64_t count[HIST_BUCKETS];
     uint64_t total;
@@ -82,14 +83,14 @@ uint64_t now_ns(void);
 enum bconn_role { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
 
 enum bconn_state {
-    CS_QUEUED,      /* not started yet */
-    CS_TCP,         /* non-blocking connect() in progress */
-    CS_CONNACK,     /* CONNECT sent */
-    CS_SUBACK,      /* SUBSCRIBE sent */
+    CS_QUEUED,  /* not started yet */
+    CS_TCP,     /* non-blocking connect() in progress */
+    CS_CONNACK, /* CONNECT sent */
+    CS_SUBACK,  /* SUBSCRIBE sent */
     CS_READY,
-    CS_FAILED,      /* never became ready */
-    CS_LOST,        /* was ready, then closed by the broker or an error */
-    CS_CLOSED,      /* closed by us at the end */
+    CS_FAILED, /* never became ready */
+    CS_LOST,   /* was ready, then closed by the broker or an error */
+    CS_CLOSED, /* closed by us at the end */
 };
 
 /* Payload layout (host byte order: sender and receiver are the same machine):
@@ -103,38 +104,38 @@ struct bconn {
     struct event *ev_read, *ev_write;
     enum bconn_role role;
     enum bconn_state state;
-    unsigned idx;               /* index within its role */
-    bool write_armed;           /* ev_write pending: output waits for the socket */
-    uint64_t started_ns;        /* when the attempt began (connect timeout) */
+    unsigned idx;        /* index within its role */
+    bool write_armed;    /* ev_write pending: output waits for the socket */
+    uint64_t started_ns; /* when the attempt began (connect timeout) */
 
-    uint8_t *in;                /* received bytes not yet parsed: in[0..in_len) */
+    uint8_t *in; /* received bytes not yet parsed: in[0..in_len) */
     size_t in_len, in_cap;
-    struct buf out;             /* bytes to send: out.data[out_off..out.len) */
+    struct buf out; /* bytes to send: out.data[out_off..out.len) */
     size_t out_off;
 
-    const char *topic;          /* publish topic or subscription filter; owned by struct bench */
+    const char *topic; /* publish topic or subscription filter; owned by struct bench */
 
     /* publisher */
-    struct buf tmpl;            /* one encoded PUBLISH, patched per message */
-    size_t pid_off, pay_off;    /* offsets of the packet id and the payload in tmpl */
-    uint16_t *free_ids;         /* stack of unused packet ids 1..inflight */
+    struct buf tmpl;         /* one encoded PUBLISH, patched per message */
+    size_t pid_off, pay_off; /* offsets of the packet id and the payload in tmpl */
+    uint16_t *free_ids;      /* stack of unused packet ids 1..inflight */
     unsigned free_n;
-    uint8_t *id_state;          /* per packet id: ID_* below */
-    uint32_t seq;               /* next measured sequence number */
+    uint8_t *id_state; /* per packet id: ID_* below */
+    uint32_t seq;      /* next measured sequence number */
     uint32_t warm_seq;
-    uint64_t phase_sent;        /* sent in the current phase (rate pacing) */
-    bool done;                  /* --messages reached */
+    uint64_t phase_sent; /* sent in the current phase (rate pacing) */
+    bool done;           /* --messages reached */
 
     /* subscriber */
-    uint32_t *next_seq;         /* per tracked publisher: the sequence expected next */
+    uint32_t *next_seq; /* per tracked publisher: the sequence expected next */
     unsigned track_n;
-    uint64_t received;          /* measured messages received */
+    uint64_t received; /* measured messages received */
 };
 
 #define ID_FREE 0
-#define ID_WAIT_ACK 1   /* PUBLISH sent, waiting for PUBACK or PUBREC */
-#define ID_WAIT_COMP 2  /* PUBREL sent, waiting for PUBCOMP */
-#define ID_WARMUP 0x80  /* flag: sent during warm-up */
+#define ID_WAIT_ACK 1  /* PUBLISH sent, waiting for PUBACK or PUBREC */
+#define ID_WAIT_COMP 2 /* PUBREL sent, waiting for PUBCOMP */
+#define ID_WARMUP 0x80 /* flag: sent during warm-up */
 
 /* Allocates the connection's buffers (by role) and, for publishers, encodes its PUBLISH
  * template. The struct is owned by the caller (an array in struct bench). */
@@ -164,11 +165,11 @@ enum bench_phase { PH_CONNECT, PH_SETTLE, PH_WARMUP, PH_WARM_DRAIN, PH_MEASURE, 
 struct bench_result {
     uint64_t sent, acked, expected, delivered, dropped, out_of_order;
     uint64_t warm_sent, warm_delivered;
-    double publish_s;           /* measured publishing time */
-    double window_s;            /* the throughput/CPU window (see struct bench) */
-    uint64_t win_delivered;     /* copies received in the window */
-    double deliver_s;           /* publishing start to the last measured delivery */
-    double delivered_per_s;     /* win_delivered / window_s */
+    double publish_s;       /* measured publishing time */
+    double window_s;        /* the throughput/CPU window (see struct bench) */
+    uint64_t win_delivered; /* copies received in the window */
+    double deliver_s;       /* publishing start to the last measured delivery */
+    double delivered_per_s; /* win_delivered / window_s */
     double sent_per_s;
     uint64_t lat_p50_ns, lat_p99_ns, lat_p999_ns, lat_max_ns;
     bool have_cpu, have_rss;
@@ -188,28 +189,28 @@ struct bench {
     struct event_base *base;
     struct sockaddr_storage addr; /* the broker, resolved once */
     socklen_t addrlen;
-    char tag[64];               /* client id and topic prefix, unique per run */
-    struct event *tick;         /* housekeeping: phases, timeouts, pacing */
-    struct event *pinger;       /* PINGREQ to every live connection */
+    char tag[64];         /* client id and topic prefix, unique per run */
+    struct event *tick;   /* housekeeping: phases, timeouts, pacing */
+    struct event *pinger; /* PINGREQ to every live connection */
     enum bench_phase phase;
-    uint64_t phase_ns;          /* when the current phase began */
-    uint64_t deadline_ns;       /* hard stop for the whole run */
+    uint64_t phase_ns;    /* when the current phase began */
+    uint64_t deadline_ns; /* hard stop for the whole run */
 
-    struct bconn *conns;        /* subscribers first, then publishers (or idle connections) */
+    struct bconn *conns; /* subscribers first, then publishers (or idle connections) */
     unsigned nconns, nsubs, npubs;
-    char **topics;              /* owned */
+    char **topics; /* owned */
     unsigned ntopics;
-    uint32_t copies_per_msg;    /* subscribers that receive each message */
+    uint32_t copies_per_msg; /* subscribers that receive each message */
 
-    unsigned next_start;        /* next conns[] index to start */
-    unsigned pending;           /* attempts in progress */
-    bool starting;              /* inside start_more() */
+    unsigned next_start; /* next conns[] index to start */
+    unsigned pending;    /* attempts in progress */
+    bool starting;       /* inside start_more() */
     unsigned resolved, ready, failed, lost;
     uint64_t connect_begin_ns, connect_end_ns;
 
     /* counters: measured messages only unless named warm_ */
     uint64_t sent, acked, delivered, out_of_order, warm_sent, warm_acked, warm_delivered;
-    uint64_t last_progress_ns;  /* last delivery or acknowledgement */
+    uint64_t last_progress_ns; /* last delivery or acknowledgement */
     uint64_t last_delivery_ns;
     unsigned pubs_done;
     struct bench_hist hist;
@@ -226,14 +227,14 @@ struct bench {
     bool have_rss_before, have_rss_after, have_rss_end;
     uint64_t nofile;
 
-    bool ok;                    /* bench_run returned 0 */
-    char error[256];            /* first error seen, for the report */
+    bool ok;         /* bench_run returned 0 */
+    char error[256]; /* first error seen, for the report */
     unsigned error_count;
 };
 
 /* Builds the connections for the scenario, runs the loop to the end and fills r.
- * Returns 0 if the run completed, -1 if it could not be set up or connections failed
- * (r and b->error still describe what happened). */
+ * Returns 0 if the run completed with every connection up, -1 if it could not be set up or a
+ * connection failed or was lost (r and b->error still describe what happened). */
 int bench_run(struct bench *b, struct bench_result *r);
 /* Called by bench_client.c when a connection attempt ends (ready or failed). */
 void bench_conn_resolved(struct bench *b, struct bconn *c);

@@ -81,9 +81,10 @@ static void drop(struct bconn *c, const char *fmt, ...)
         bench_conn_lost(c->b, c, why);
     } else {
         c->state = CS_FAILED;
-        bench_error(c->b, "%s %u: %s", c->role == ROLE_PUB ? "publisher"
-                                       : c->role == ROLE_SUB ? "subscriber"
-                                                             : "connection",
+        bench_error(c->b, "%s %u: %s",
+                    c->role == ROLE_PUB   ? "publisher"
+                    : c->role == ROLE_SUB ? "subscriber"
+                                          : "connection",
                     c->idx, why);
         bench_conn_resolved(c->b, c);
     }
@@ -187,7 +188,10 @@ static void send_connect(struct bconn *c)
     const struct bench_opts *o = &c->b->o;
     char id[96];
     int n = snprintf(id, sizeof(id), "%s-%c%u", c->b->tag,
-                     c->role == ROLE_PUB ? 'p' : c->role == ROLE_SUB ? 's' : 'i', c->idx);
+                     c->role == ROLE_PUB   ? 'p'
+                     : c->role == ROLE_SUB ? 's'
+                                           : 'i',
+                     c->idx);
     struct codec_connect cc;
     memset(&cc, 0, sizeof(cc));
     cc.version = o->protocol;
@@ -227,8 +231,7 @@ void bconn_start(struct bconn *c)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c->fd, (const struct sockaddr *)&b->addr, b->addrlen) < 0 &&
-        errno != EINPROGRESS) {
+    if (connect(c->fd, (const struct sockaddr *)&b->addr, b->addrlen) < 0 && errno != EINPROGRESS) {
         drop(c, "connect: %s", strerror(errno));
         return;
     }

@@ -1,7 +1,8 @@
 /* tidemq-bench: an MQTT load generator. Many client connections from one single-threaded libevent
  * process; measures delivered throughput, loss, end-to-end latency and (with --broker-pid) the
  * broker's CPU per message and memory. This file is the composition root: options, limits, the
- * event loop, the run, the report, and the exit status (0 ran, 1 connections failed, 2 usage). */
+ * event loop, the run, the report, and the exit status (0: ran with every connection up; 1: a
+ * connection failed or was lost, or the run could not start; 2: usage). */
 #include "bench.h"
 
 #include <signal.h>

@@ -105,15 +105,15 @@ const char *bench_scenario_name(enum bench_scenario s)
 }
 
 /* Parses an unsigned integer in [lo, hi]; prints an error naming the option otherwise. */
-static int parse_uint(const char *name, const char *s, unsigned long long lo,
-                      unsigned long long hi, unsigned long long *out)
+static int parse_uint(const char *name, const char *s, unsigned long long lo, unsigned long long hi,
+                      unsigned long long *out)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
-        fprintf(stderr, "tidemq-bench: --%s: expected an integer in [%llu, %llu], got '%s'\n",
-                name, lo, hi, s);
+        fprintf(stderr, "tidemq-bench: --%s: expected an integer in [%llu, %llu], got '%s'\n", name,
+                lo, hi, s);
         return -1;
     }
     *out = v;
@@ -178,8 +178,9 @@ static int apply(struct bench_opts *o, int opt, const char *arg)
                 o->scenario = (enum bench_scenario)s;
                 return 0;
             }
-        fprintf(stderr, "tidemq-bench: --scenario: expected fan-in, fan-out, pairs or "
-                        "connections, got '%s'\n",
+        fprintf(stderr,
+                "tidemq-bench: --scenario: expected fan-in, fan-out, pairs or "
+                "connections, got '%s'\n",
                 arg);
         return -1;
     case OPT_PUBLISHERS:

@@ -38,8 +38,7 @@ int proc_cpu_ns(pid_t pid, uint64_t *out)
     if (!p)
         return -1;
     unsigned long long utime, stime;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
-        2)
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0)

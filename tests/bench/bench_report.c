@@ -55,8 +55,7 @@ void bench_report_text(const struct bench *b, const struct bench_result *r)
         printf("  %-22s %.2f s (warm-up %.1f s: %llu sent, %llu delivered)\n", "publishing",
                r->publish_s, o->warmup, (unsigned long long)r->warm_sent,
                (unsigned long long)r->warm_delivered);
-        printf("  %-22s %llu (%.0f msgs/s)\n", "sent", (unsigned long long)r->sent,
-               r->sent_per_s);
+        printf("  %-22s %llu (%.0f msgs/s)\n", "sent", (unsigned long long)r->sent, r->sent_per_s);
         if (o->qos)
             printf("  %-22s %llu\n", "acknowledged", (unsigned long long)r->acked);
         printf("  %-22s %llu of %llu expected\n", "delivered", (unsigned long long)r->delivered,
@@ -72,8 +71,7 @@ void bench_report_text(const struct bench *b, const struct bench_result *r)
                ms(r->lat_p50_ns), ms(r->lat_p99_ns), ms(r->lat_p999_ns), ms(r->lat_max_ns));
         if (r->have_cpu)
             printf("  %-22s %.2f s in the window = %.3f us/delivered msg\n", "broker CPU",
-                   r->broker_cpu_s,
-                   r->broker_cpu_us_per_msg);
+                   r->broker_cpu_s, r->broker_cpu_us_per_msg);
         printf("  %-22s %.0f %% of a core (window)\n", "bench CPU", r->bench_cpu_pct);
     }
     if (r->have_rss)
@@ -107,14 +105,13 @@ void bench_report_json(const struct bench *b, const struct bench_result *r)
                ",\"latency_p50_us\":%.1f,\"latency_p99_us\":%.1f,\"latency_p999_us\":%.1f"
                ",\"latency_max_us\":%.1f,\"bench_cpu_pct\":%.1f",
                b->npubs, b->nsubs, o->payload, o->rate, o->inflight, r->publish_s, r->window_s,
-               (unsigned long long)r->win_delivered, r->deliver_s,
-               (unsigned long long)r->sent, (unsigned long long)r->acked,
-               (unsigned long long)r->expected, (unsigned long long)r->delivered,
-               (unsigned long long)r->dropped, (unsigned long long)r->out_of_order,
-               (unsigned long long)r->warm_sent, (unsigned long long)r->warm_delivered,
-               r->sent_per_s, r->delivered_per_s, (double)r->lat_p50_ns / 1e3,
-               (double)r->lat_p99_ns / 1e3, (double)r->lat_p999_ns / 1e3,
-               (double)r->lat_max_ns / 1e3, r->bench_cpu_pct);
+               (unsigned long long)r->win_delivered, r->deliver_s, (unsigned long long)r->sent,
+               (unsigned long long)r->acked, (unsigned long long)r->expected,
+               (unsigned long long)r->delivered, (unsigned long long)r->dropped,
+               (unsigned long long)r->out_of_order, (unsigned long long)r->warm_sent,
+               (unsigned long long)r->warm_delivered, r->sent_per_s, r->delivered_per_s,
+               (double)r->lat_p50_ns / 1e3, (double)r->lat_p99_ns / 1e3,
+               (double)r->lat_p999_ns / 1e3, (double)r->lat_max_ns / 1e3, r->bench_cpu_pct);
         if (r->have_cpu)
             printf(",\"broker_cpu_s\":%.3f,\"broker_cpu_us_per_msg\":%.4f", r->broker_cpu_s,
                    r->broker_cpu_us_per_msg);

@@ -242,8 +242,9 @@ void bench_conn_lost(struct bench *b, struct bconn *c, const char *why)
     /* Idle connections dropped during the hold are the connections scenario's result, not an
      * error of the generator; report them once in the error line all the same. */
     bench_error(b, "%s %u lost: %s",
-                c->role == ROLE_PUB ? "publisher" : c->role == ROLE_SUB ? "subscriber"
-                                                                       : "connection",
+                c->role == ROLE_PUB   ? "publisher"
+                : c->role == ROLE_SUB ? "subscriber"
+                                      : "connection",
                 c->idx, why);
 }
 
@@ -254,7 +255,7 @@ static void check_connect_timeouts(struct bench *b, uint64_t now)
         struct bconn *c = &b->conns[i];
         if ((c->state == CS_TCP || c->state == CS_CONNACK || c->state == CS_SUBACK) &&
             now - c->started_ns > limit)
-            bconn_fail(c, c->state == CS_TCP      ? "TCP connect timed out"
+            bconn_fail(c, c->state == CS_TCP       ? "TCP connect timed out"
                           : c->state == CS_CONNACK ? "no CONNACK in time"
                                                    : "no SUBACK in time");
     }
@@ -416,7 +417,8 @@ int bench_run(struct bench *b, struct bench_result *r)
 
     /* Bound everything: connecting, warm-up, window, drain, with slack. */
     double connect_budget = o->connect_timeout + (double)b->nconns / 1000.0 + 5;
-    b->deadline_ns = now_ns() + secs_ns(connect_budget + 1 + o->warmup + o->duration + 2 * o->drain + 5);
+    b->deadline_ns =
+        now_ns() + secs_ns(connect_budget + 1 + o->warmup + o->duration + 2 * o->drain + 5);
 
     struct timeval tick_tv = {0, o->rate > 0 ? 1000 : 10000};
     struct timeval ping_tv = {PING_INTERVAL_S, 0};
@@ -437,7 +439,8 @@ int bench_run(struct bench *b, struct bench_result *r)
 
     event_base_dispatch(b->base);
     finish(b); /* no-op unless the loop ran dry */
-    ret = b->failed || b->resolved < b->nconns ? -1 : 0;
+    /* ok: every connection came up and stayed up */
+    ret = b->failed || b->lost || b->resolved < b->nconns ? -1 : 0;
 out:
     fill_result(b, r);
     return ret;
