@@ -46,6 +46,9 @@ struct broker_stats {
     uint64_t refused_user_properties; /* max_user_properties */
     uint64_t refused_retained;        /* max_retained_messages / bytes */
     uint64_t refused_memory;          /* memory_limit */
+    uint64_t refused_message_size;    /* message_size_limit */
+    uint64_t refused_keepalive;       /* 3.1.1 keepalive outside max_keepalive */
+    uint64_t refused_qos;             /* QoS above the listener's max_qos */
     uint64_t accept_paused;           /* EMFILE: accepting paused */
 };
 

@@ -66,8 +66,10 @@ static int check_will(const struct conn *c, const struct codec_connect *p)
     const char *t = (const char *)p->will_topic.p;
     if (topic_validate_name(t, p->will_topic.len) < 0)
         return TIDE_ETOPIC;
-    if (p->will_qos > c->lcfg->max_qos)
+    if (p->will_qos > c->lcfg->max_qos) {
+        c->b->stats.refused_qos++;
         return TIDE_EQOS; /* [MQTT-3.2.2-12] */
+    }
     if (p->will_retain && !cfg->retain_available)
         return TIDE_ERETAIN; /* [MQTT-3.2.2-13] */
     if (!user_props_ok(c->b, &p->will_props)) {
@@ -231,6 +233,7 @@ int proto_connect(struct conn *c, struct codec_connect *p)
     uint16_t keepalive = p->keepalive;
     if (cfg->max_keepalive < 65535 && (keepalive == 0 || keepalive > cfg->max_keepalive)) {
         if (p->version != MQTT_V5) {
+            b->stats.refused_keepalive++;
             rc = TIDE_EKEEPALIVE;
             goto refuse;
         }

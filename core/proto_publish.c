@@ -105,8 +105,10 @@ int proto_publish(struct conn *c, struct codec_publish *p)
         return rc;
     if (topic_validate_name(topic, len) < 0)
         return TIDE_ETOPIC; /* [MQTT-3.3.2-2] no wildcards in a PUBLISH topic */
-    if (p->qos > c->lcfg->max_qos)
+    if (p->qos > c->lcfg->max_qos) {
+        b->stats.refused_qos++;
         return TIDE_EQOS; /* [MQTT-3.2.2-11] */
+    }
     if (p->retain && !cfg->retain_available)
         return TIDE_ERETAIN; /* [MQTT-3.2.2-14] */
 
@@ -138,6 +140,7 @@ int proto_publish(struct conn *c, struct codec_publish *p)
         return 0;
     }
     if (cfg->message_size_limit && p->payload.len > cfg->message_size_limit) {
+        b->stats.refused_message_size++;
         ack_unrouted(c, p, 0x97);
         return 0;
     }

@@ -479,6 +479,9 @@ def test_message_size_limit(broker_factory, closing, version):
     completes (v5: PUBACK/PUBREC with an error reason code - Mosquitto says 0x83, 0x97 fits too;
     3.1.1: a plain PUBACK); the connection stays open; 100 bytes pass."""
     b = broker_factory("message_size_limit 100")
+    sysw = SysWatcher(b)
+    closing.append(sysw)
+    before = sysw.counter("refused_message_size")
     topic = unique_topic("msl")
     sub = Client(b)
     closing.append(sub)
@@ -507,6 +510,8 @@ def test_message_size_limit(broker_factory, closing, version):
     m = sub.expect_one()
     assert m.payload == b"d" * 100
     sub.expect_none(0.3)
+    # three payloads over the limit (QoS 1, 0 and 2), each counted
+    assert sysw.wait_counter("refused_message_size", before + 3) == before + 3
 
 
 def test_max_queued_messages_bounds_an_offline_session(broker_factory, closing):
