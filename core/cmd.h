@@ -5,5 +5,6 @@
 
 int cmd_serve(int argc, char **argv);
 int cmd_passwd(int argc, char **argv); /* tidemq passwd: mosquitto_passwd-compatible */
+int cmd_rules(int argc, char **argv);  /* tidemq rules check|test: the rule engine offline */
 
 #endif

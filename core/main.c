@@ -7,6 +7,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: tidemq [serve] [-c FILE] [-p PORT] [-v] [--rules DIR]\n"
+                 "       tidemq passwd [-c | -D] [-b] [-U] [-I ITERATIONS] FILE USER [PASSWORD]\n"
                  "       tidemq --version\n");
 }
 
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
             return cmd_serve(argc - 1, argv + 1);
         if (strcmp(argv[1], "passwd") == 0)
             return cmd_passwd(argc - 1, argv + 1);
+        if (strcmp(argv[1], "rules") == 0)
+            return cmd_rules(argc - 1, argv + 1);
         fprintf(stderr, "tidemq: unknown command '%s'\n", argv[1]);
         usage(stderr);
         return 2;
