@@ -9,12 +9,14 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "auth.h"
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "msg.h"
+#include "proto.h"
 #include "retain.h"
 #include "router.h"
 #include "session.h"
@@ -72,6 +74,10 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
     b->tick_timer = event_new(base, -1, EV_PERSIST, on_tick, b);
     struct timeval tick = {0, TICK_MS * 1000};
     event_add(b->tick_timer, &tick);
+    if (auth_open(b, proto_password_checked) < 0) {
+        broker_free(b);
+        return NULL;
+    }
     b->listeners = xcalloc(cfg->listener_count ? cfg->listener_count : 1, sizeof *b->listeners);
     for (size_t i = 0; i < cfg->listener_count; i++) {
         const struct config_listener *lc = &cfg->listeners[i];
@@ -170,6 +176,7 @@ void broker_free(struct broker *b)
     for (size_t k = 0; k < b->listener_count; k++)
         listener_free(b->listeners[k]);
     free(b->listeners);
+    b->listeners = NULL;
     conn_destroy_all(b);
     size_t i = 0;
     struct session *s;
@@ -179,6 +186,7 @@ void broker_free(struct broker *b)
         i = 0;
     }
     hmap_fini(&b->sessions);
+    auth_close(b);
     subtree_free(b->subs);
     retain_free(b->retained);
     if (b->sys_timer)

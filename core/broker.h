@@ -10,6 +10,7 @@
 #include "util/buf.h"
 #include "util/hash.h"
 
+struct auth;
 struct config;
 struct conn;
 struct event;
@@ -49,6 +50,7 @@ struct broker_stats {
     uint64_t refused_message_size;    /* message_size_limit */
     uint64_t refused_keepalive;       /* 3.1.1 keepalive outside max_keepalive */
     uint64_t refused_qos;             /* QoS above the listener's max_qos */
+    uint64_t refused_acl;             /* publish/subscribe/will denied, deliveries withheld */
     uint64_t accept_paused;           /* EMFILE: accepting paused */
 };
 
@@ -70,6 +72,7 @@ struct broker {
     struct hmap sessions;    /* client id -> struct session */
     struct subtree *subs;
     struct retain_store *retained;
+    struct auth *auth;       /* password and ACL tables, the password worker */
 
     struct event *sys_timer;
     struct event *tick_timer; /* deadlines: connect timeout, keepalive, slow consumers */

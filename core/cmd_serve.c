@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -51,28 +52,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct broker *b = arg;
     if (sig == SIGHUP) {
-        log_notice("broker", "SIGHUP: nothing to reload in this build");
+        log_notice("broker", "SIGHUP: reloading the password and ACL files");
+        auth_reload(b);
         return;
     }
     broker_shutdown(b);
 }
 
 /* Directives the parser understands but this build does not serve yet: refused, never silently
- * ignored (a password or ACL file that is not enforced would be a security hole). Returns the
+ * ignored (a security setting that is not enforced would be a hole). Returns the
  * name of the first one configured, or NULL. */
 static const char *unserved_directive(const struct config *cfg)
 {
-    if (cfg->password_file)
-        return "password_file";
-    if (cfg->acl_file)
-        return "acl_file";
     for (size_t i = 0; i < cfg->listener_count; i++) {
-        const struct config_listener *l = &cfg->listeners[i];
-        if (l->password_file)
-            return "password_file";
-        if (l->acl_file)
-            return "acl_file";
-        if (l->proxy_protocol)
+        if (cfg->listeners[i].proxy_protocol)
             return "proxy_protocol";
     }
     if (cfg->connect_rate_per_address)

@@ -21,6 +21,7 @@
 
 #include "broker.h"
 #include "codec.h"
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "msg.h"
@@ -289,6 +290,11 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         codec_encode_disconnect(sb, MQTT_V5, reason, NULL);
         conn_send(c, sb->data, sb->len);
     }
+    auth_cancel(b, c);
+    free(c->pending_connect);
+    c->pending_connect = NULL;
+    if (was == CONN_AUTH)
+        event_add(conn_read_event(c), NULL); /* reading resumes, to discard until EOF */
     free(c->in); /* reading goes on only to discard (see finish_close) */
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -447,7 +453,7 @@ static size_t process(struct conn *c, uint8_t *p, size_t len, size_t *need)
     struct broker *b = c->b;
     size_t off = 0;
     *need = 0;
-    while (c->state != CONN_CLOSING && len - off >= 2) {
+    while ((c->state == CONN_NEW || c->state == CONN_ACTIVE) && len - off >= 2) {
         uint8_t first;
         uint32_t remaining;
         size_t hlen;
@@ -489,6 +495,13 @@ static size_t process(struct conn *c, uint8_t *p, size_t len, size_t *need)
         rc = codec_decode(c->version, first, pkt_bytes + hlen, remaining, &pkt);
         if (rc == 0) {
             rc = proto_handle(c, &pkt);
+            if (c->state == CONN_AUTH) {
+                /* the password is checked off the loop: keep the CONNECT to finish it then */
+                c->pending_connect = xmemdup(pkt_bytes, total);
+                c->pending_connect_len = (uint32_t)total;
+                event_del(conn_read_event(c));
+                break;
+            }
         } else if (type == CODEC_CONNECT && c->state == CONN_NEW) {
             proto_connect_refuse(c, pkt.u.connect.version, rc);
             rc = 0; /* answered and closed */
@@ -540,7 +553,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         discard_input(c);
         return;
     }
-    for (int round = 0; round < READS_PER_WAKE && c->state != CONN_CLOSING; round++) {
+    for (int round = 0; round < READS_PER_WAKE && (c->state == CONN_NEW || c->state == CONN_ACTIVE);
+         round++) {
         uint8_t *buf;
         size_t have, room;
         if (c->in_len) {
@@ -593,8 +607,32 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
                 c->in_cap = (uint32_t)need;
             }
         }
-        if ((size_t)n < room)
-            return; /* the socket is drained */
+        if ((size_t)n < room || c->state == CONN_AUTH)
+            return; /* the socket is drained, or reading is paused */
+    }
+}
+
+void conn_resume(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    event_add(conn_read_event(c), NULL);
+    if (!c->in_len)
+        return;
+    size_t need, used = process(c, c->in, c->in_len, &need);
+    if (c->state == CONN_CLOSING)
+        return;
+    size_t left = c->in_len - used;
+    memmove(c->in, c->in + used, left);
+    c->in_len = (uint32_t)left;
+    if (need > c->in_cap) {
+        c->in = xrealloc(c->in, need);
+        c->in_cap = (uint32_t)need;
+    }
+    if (!left) {
+        free(c->in);
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
     }
 }
 
@@ -640,6 +678,7 @@ void conn_check_timeouts(struct broker *b, uint64_t now)
         next = c->next;
         switch (c->state) {
         case CONN_NEW:
+        case CONN_AUTH:
             if (now - c->last_rx_ms >= cfg->connect_timeout_ms) {
                 b->stats.closed_connect_timeout++;
                 conn_close(c, 0, "connect timeout");

@@ -19,7 +19,9 @@ struct msg;
 struct session;
 struct sockaddr;
 
-enum conn_state { CONN_NEW, CONN_ACTIVE, CONN_CLOSING };
+/* NEW: before CONNECT; AUTH: CONNECT received, its password being checked off the loop (reading
+ * paused); ACTIVE: CONNACK sent; CLOSING: on its way out. */
+enum conn_state { CONN_NEW, CONN_AUTH, CONN_ACTIVE, CONN_CLOSING };
 
 struct alias_out {
     char *topic; /* owned copy, NULL when the slot is free */
@@ -38,6 +40,8 @@ struct conn {
     char **alias_in;            /* inbound topic aliases, index 1..alias_in_max */
     struct alias_out *alias_out;/* outbound aliases, index 1..alias_out_max */
     struct held_ack **held;     /* acks owed to this publisher and held back */
+    void *auth_job;             /* the password check in flight (state AUTH), owned by auth.c */
+    uint8_t *pending_connect;   /* the CONNECT packet waiting for that check (owned) */
     struct conn *next, *prev;   /* broker's list of connections */
     struct conn *reap_next;
     struct conn *flush_next;    /* broker's list of connections with output to write */
@@ -49,6 +53,7 @@ struct conn {
 
     int fd;
     uint32_t in_len, in_cap;
+    uint32_t pending_connect_len;
     uint32_t max_packet_in;     /* largest packet we accept */
     uint32_t max_packet_out;    /* the client's Maximum Packet Size (0: protocol max) */
     uint32_t held_qos1;         /* QoS 1 PUBACKs held back (count toward receive_max) */
@@ -66,6 +71,7 @@ struct conn {
     uint8_t family;             /* AF_INET or AF_INET6 */
     uint8_t addr[16];           /* the client's address (conn_addr formats it) */
     bool request_problem_info;
+    bool password_ok;           /* the password check passed: proto_connect skips it */
     bool will_on_close;         /* publish the will when this connection ends */
     bool flush_queued, reap_queued;
     bool peer_closed;           /* read saw EOF or an error: nothing more to wait for */
@@ -112,6 +118,9 @@ void conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t rea
 void conn_reap(struct broker *b);
 /* Teardown only: closes and frees every connection at once, flushed or not. */
 void conn_destroy_all(struct broker *b);
+
+/* Leaves state AUTH: resumes reading and handles the bytes that arrived behind the CONNECT. */
+void conn_resume(struct conn *c);
 
 /* Sets up what CONNECT negotiated (keepalive clock, topic alias tables). */
 void conn_start_keepalive(struct conn *c);

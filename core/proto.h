@@ -4,6 +4,7 @@
 #ifndef TIDE_PROTO_H
 #define TIDE_PROTO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct codec_packet;
@@ -25,6 +26,10 @@ uint8_t proto_connack_rc(int err);
 /* Answers a CONNECT that failed to decode or was refused (CONNACK with the right code for
  * version when there is one to send). */
 void proto_connect_refuse(struct conn *c, uint8_t version, int err);
+
+/* Finishes a CONNECT whose password was checked off the loop thread (the auth_done_fn the broker
+ * gives auth_open): refuses it, or completes it, then resumes reading c. */
+void proto_password_checked(struct conn *c, bool ok);
 
 int proto_connect(struct conn *c, struct codec_connect *p);
 int proto_publish(struct conn *c, struct codec_publish *p);

@@ -8,6 +8,7 @@
 
 #include <openssl/rand.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "codec.h"
 #include "config.h"
@@ -110,6 +111,51 @@ static struct msg *make_will(struct conn *c, const struct codec_connect *p, cons
     struct msg *m = msg_new(&in);
     buf_fini(&props);
     return m;
+}
+
+/* Who may connect: a username must match the password file when one applies (checked off the
+ * loop thread unless the table's cache answers: TIDE_EPARTIAL then, with c in state AUTH);
+ * without a username, or with one and no password file, allow_anonymous decides. */
+static int authenticate(struct conn *c, const struct codec_connect *p)
+{
+    struct broker *b = c->b;
+    bool anonymous_ok = config_allow_anonymous(b->cfg, c->lcfg);
+    if (c->password_ok)
+        return 0;
+    struct passwd *pw = auth_passwd(b, c->lcfg);
+    if (!p->has_username)
+        return anonymous_ok ? 0 : TIDE_EDENIED;
+    if (!pw)
+        return anonymous_ok ? 0 : TIDE_EDENIED; /* nothing could vouch for this user */
+    int rc = auth_check_password(b, c, pw, (const char *)p->username.p, p->username.len,
+                                 (const char *)p->password.p,
+                                 p->has_password ? p->password.len : 0);
+    if (rc == TIDE_EPARTIAL)
+        c->state = CONN_AUTH;
+    return rc == TIDE_EPARTIAL ? rc : rc < 0 ? TIDE_EBADAUTH : 0;
+}
+
+void proto_password_checked(struct conn *c, bool ok)
+{
+    struct codec_packet pkt;
+    uint8_t first;
+    uint32_t remaining;
+    size_t hlen;
+    uint8_t *raw = c->pending_connect;
+    c->pending_connect = NULL;
+    /* the bytes decoded once already: they decode again the same way */
+    if (codec_parse_fixed_header(raw, c->pending_connect_len, &first, &remaining, &hlen) != 0 ||
+        codec_decode(0, first, raw + hlen, remaining, &pkt) != 0)
+        panic("a stored CONNECT no longer decodes");
+    c->state = CONN_NEW;
+    if (!ok) {
+        proto_connect_refuse(c, pkt.u.connect.version, TIDE_EBADAUTH);
+    } else {
+        c->password_ok = true;
+        proto_connect(c, &pkt.u.connect);
+    }
+    free(raw);
+    conn_resume(c);
 }
 
 static uint32_t session_expiry_of(const struct config *cfg, const struct codec_connect *p)
@@ -250,12 +296,9 @@ int proto_connect(struct conn *c, struct codec_connect *p)
     }
     if ((rc = check_will(c, p)) < 0)
         goto refuse;
-    if (!p->has_username && !config_allow_anonymous(cfg, c->lcfg)) {
-        rc = TIDE_EDENIED;
-        goto refuse;
-    }
-    if (p->has_username && !config_allow_anonymous(cfg, c->lcfg) && !cfg->password_file) {
-        rc = TIDE_EDENIED; /* nothing could vouch for this user */
+    if ((rc = authenticate(c, p)) != 0) {
+        if (rc == TIDE_EPARTIAL)
+            return 0; /* the password is being checked: proto_password_checked continues */
         goto refuse;
     }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "broker.h"
 #include "codec.h"
 #include "config.h"
@@ -152,6 +154,14 @@ int proto_publish(struct conn *c, struct codec_publish *p)
     }
 
     struct msg *m = make_msg(c, p, topic, len);
+    const struct acl *acl = auth_acl(b, c->lcfg);
+    if (acl && !acl_can_publish(acl, s->client_id, s->username, m->topic, m->topic_len)) {
+        /* write permission on the final topic (mount point included) */
+        b->stats.refused_acl++;
+        msg_release(&m);
+        ack_unrouted(c, p, 0x87);
+        return 0;
+    }
     if (p->qos == 0) {
         router_publish(b, m, NULL);
         msg_release(&m);

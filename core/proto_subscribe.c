@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "broker.h"
 #include "codec.h"
 #include "config.h"
@@ -77,6 +79,12 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
             f = (const char *)b->mount.data;
             fb.len = b->mount.len;
             code = check_filter(f, fb.len, &group, &glen, &real, &rlen);
+        }
+        const struct acl *acl = auth_acl(b, c->lcfg);
+        if (code == 0 && acl && !acl_can_subscribe(acl, s->client_id, s->username, real, rlen)) {
+            /* no topic this filter could match is readable [MQTT-3.9.3-?] (SUBACK 0x87) */
+            b->stats.refused_acl++;
+            code = 0x87;
         }
         if (code == 0 && group && (options & CODEC_SUBOPT_NO_LOCAL)) {
             rc = TIDE_EPROTOCOL; /* [MQTT-3.8.3-4] No Local on a shared subscription */

@@ -9,6 +9,8 @@
 
 #include <event2/event.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "broker.h"
 #include "codec.h"
 #include "config.h"
@@ -103,12 +105,33 @@ struct session *session_new(struct broker *b, const char *client_id, size_t len)
     return s;
 }
 
+/* The subscriber's current read permission on m (ACL file); checked at every delivery, so a
+ * reload applies at once, to queued messages too. */
+static bool may_read(struct session *s, const struct msg *m)
+{
+    const struct acl *acl = auth_acl(s->b, s->lcfg);
+    if (!acl || acl_can_read(acl, s->client_id, s->username, m->topic, m->topic_len))
+        return true;
+    s->b->stats.refused_acl++;
+    return false;
+}
+
 static void publish_will(struct session *s)
 {
     if (s->will_timer)
         evtimer_del(s->will_timer);
     if (!s->will)
         return;
+    const struct acl *acl = auth_acl(s->b, s->lcfg);
+    if (acl && !acl_can_publish(acl, s->client_id, s->username, s->will->topic,
+                                s->will->topic_len)) {
+        /* a will needs write permission on its topic when it is published */
+        s->b->stats.refused_acl++;
+        log_info("session", "will not published: no write permission client=%s topic=%s",
+                 s->client_id, s->will->topic);
+        msg_release(&s->will);
+        return;
+    }
     struct msg *will = msg_restart_expiry(s->will, broker_now_ms());
     msg_release(&s->will);
     log_info("session", "publishing will client=%s topic=%s", s->client_id, will->topic);
@@ -215,6 +238,10 @@ static uint16_t next_packet_id(struct session *s)
 static void send_now(struct session *s, struct delivery *d)
 {
     struct conn *c = s->conn;
+    if (!may_read(s, d->m)) {
+        delivery_fini(d);
+        return;
+    }
     if (d->qos == 0) {
         conn_send_publish(c, d->m, 0, d->retain, false, 0, delivery_sub_ids(d), d->sub_id_count);
         delivery_fini(d);
@@ -271,6 +298,8 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 
     if (!online && qos == 0)
         return false; /* QoS 0 is not queued for offline clients */
+    if (!may_read(s, m))
+        return false;
     bool send_now_ok = online && s->queue.len == 0 && !conn_output_congested(c) &&
                        (qos == 0 || s->inflight.len < c->send_quota);
     if (send_now_ok && qos == 0) {
@@ -345,6 +374,7 @@ void held_ack_release(struct held_ack *ha)
 void session_attach(struct session *s, struct conn *c, bool resumed)
 {
     s->conn = c;
+    s->lcfg = c->lcfg;
     c->s = s;
     if (s->expiry_timer)
         evtimer_del(s->expiry_timer);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct broker;
+struct config_listener;
 struct conn;
 struct event;
 struct msg;
@@ -55,6 +56,7 @@ struct held_ack {
 struct session {
     struct broker *b;
     struct conn *conn;       /* NULL while offline */
+    const struct config_listener *lcfg; /* the listener of the last connection (its ACL) */
     char *username;          /* NULL for none */
     struct event *expiry_timer;
     struct msg *will;

@@ -68,7 +68,7 @@ void sys_publish(struct broker *b)
         C(closed_protocol_error), C(refused_connections), C(refused_sessions),
         C(refused_subscriptions), C(refused_user_properties), C(refused_retained),
         C(refused_memory), C(refused_message_size), C(refused_keepalive), C(refused_qos),
-        C(accept_paused),
+        C(refused_acl), C(accept_paused),
 #undef C
     };
     char topic[128];
