@@ -8,6 +8,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: tidemq [serve] [-c FILE] [-p PORT] [-v] [--rules DIR]\n"
                  "       tidemq passwd [-c | -D] [-b] [-U] [-I ITERATIONS] FILE USER [PASSWORD]\n"
+                 "       tidemq rules check DIR | tidemq rules test DIR [--input FILE]\n"
                  "       tidemq --version\n");
 }
 

@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "log.h"
 #include "msg.h"
 #include "topic.h"
 #include "util/alloc.h"
@@ -34,7 +35,8 @@ static int l_publish(lua_State *L)
     if (r->hop >= ENGINE_HOP_LIMIT) {
         if (!r->warned_hop) {
             r->warned_hop = true;
-            api_log_line(r, 2 /* LOG_WARN */, "tide.publish: hop limit reached, dropped", 41);
+            static const char note[] = "tide.publish: hop limit reached, dropped";
+            api_log_line(r, LOG_WARN, note, sizeof(note) - 1);
         }
         r->st.drops++;
         lua_pushnil(L);

@@ -684,3 +684,16 @@ void dispatch_timer(struct rule_timer *t)
     }
     finish(e);
 }
+
+void engine_hooks(struct engine *e, struct hooks *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ctx = e;
+    out->wants = engine_wants;
+    out->on_connect = engine_on_connect;
+    out->on_subscribe = engine_on_subscribe;
+    out->on_publish = engine_on_publish;
+    out->on_deliver = engine_on_deliver;
+    out->on_disconnect = engine_on_disconnect;
+    out->client_free = engine_client_free;
+}

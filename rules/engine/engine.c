@@ -387,6 +387,8 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
         report(err, arg, "%s: %s", dir, strerror(errno));
         return TIDE_EIO;
     }
+    size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
     char **names = NULL;
     size_t n = 0;
     int failed = 0;
@@ -396,7 +398,7 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
         if (!name_ok(de->d_name, len))
             continue;
         char *path = NULL;
-        if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+        if (asprintf(&path, "%s%s%s", dir, sep, de->d_name) < 0)
             panic("out of memory");
         struct stat fst;
         bool regular = stat(path, &fst) == 0 && S_ISREG(fst.st_mode);
@@ -417,7 +419,8 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
         report(err, arg, "%s: more than %d rules", dir, ENGINE_MAX_RULES);
         failed++;
     }
-    qsort(names, n, sizeof(*names), by_name);
+    if (n)
+        qsort(names, n, sizeof(*names), by_name);
 
     struct bundle *b = xcalloc(1, sizeof(*b));
     b->rules = xcalloc(n ? n : 1, sizeof(*b->rules));
@@ -425,7 +428,7 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
         struct rule *r = xcalloc(1, sizeof(*r));
         size_t len = strlen(names[i]);
         r->name = xstrndup(names[i], len - 4);
-        if (asprintf(&r->path, "%s/%s", dir, names[i]) < 0)
+        if (asprintf(&r->path, "%s%s%s", dir, sep, names[i]) < 0)
             panic("out of memory");
         r->index = (unsigned)b->count;
         b->rules[b->count++] = r;
@@ -441,9 +444,9 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
         if (r->hook_ref[RH_INIT] == LUA_NOREF)
             continue;
         e->depth++;
-        int st = vm_call(r, VM_CTX_INIT, RULE_LOAD_BUDGET_MS, false, init_fn, r);
+        int vs = vm_call(r, VM_CTX_INIT, RULE_LOAD_BUDGET_MS, false, init_fn, r);
         e->depth--;
-        if (st != VM_OK) {
+        if (vs != VM_OK) {
             report(err, arg, "%s: init: %s", r->path, r->st.last_error);
             failed++;
         }

@@ -83,7 +83,8 @@ struct rule {
     /* per-call state (vm.c) */
     unsigned ctx;           /* enum vm_ctx of the running call */
     int abort;              /* 0, or why the running call is being aborted */
-    uint64_t cpu_deadline_ns, wall_deadline_ns;
+    uint64_t cpu_deadline_ns, wall_deadline_ns; /* 0: not known yet / no call running */
+    uint64_t wall_start_ns, budget_ns;
     const char *stack_base; /* C stack address at vm_call entry */
     unsigned hop;           /* hop of the message being handled (tide.publish) */
     unsigned published;     /* tide.publish calls in this call */

@@ -46,7 +46,7 @@ static bool step(struct pattern_state *ps)
     return !ps->aborted;
 }
 
-/* %a %c %d %l %p %s %u %w %x %z, upper case for the complement; any other character stands for
+/* %a %c %d %g %l %p %s %u %w %x %z, upper case for the complement; any other character stands for
  * itself. */
 static bool class_has(unsigned char c, unsigned char cl)
 {
@@ -55,6 +55,7 @@ static bool class_has(unsigned char c, unsigned char cl)
     case 'a': r = isalpha(c); break;
     case 'c': r = iscntrl(c); break;
     case 'd': r = isdigit(c); break;
+    case 'g': r = isgraph(c); break; /* as LuaJIT 2.1 has it */
     case 'l': r = islower(c); break;
     case 'p': r = ispunct(c); break;
     case 's': r = isspace(c); break;

@@ -45,8 +45,8 @@ void pattern_init(struct pattern_state *ps, const char *s, size_t slen, const ch
  * (ps->aborted). Resets the captures first. */
 const char *pattern_match_at(struct pattern_state *ps, const char *s, const char *p);
 
-/* Searches from byte offset init (0-based, <= slen): honours a leading '^' anchor. Returns 1 and
- * sets *start/*end (byte offsets, end exclusive) with ps->capture filled; 0 for no match; -1 on
+/* Searches from byte offset init (0-based, <= slen), honouring a leading caret anchor. Returns 1 and
+ * sets start and end (byte offsets, end exclusive) with ps->capture filled; 0 for no match; -1 on
  * error or abort (see ps->error / ps->aborted). */
 int pattern_find(struct pattern_state *ps, size_t init, size_t *start, size_t *end);
 

@@ -9,6 +9,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "log.h"
+
 /* Base-library globals a rule may use. */
 static const char *const allowed_globals[] = {
     "assert", "error",  "ipairs",   "next",   "pairs",    "pcall",        "xpcall",
@@ -53,7 +55,7 @@ static int l_print(lua_State *L)
     luaL_pushresult(&b);
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    api_log_line(vm_rule(L), 8 /* LOG_INFO */, s, len);
+    api_log_line(vm_rule(L), LOG_INFO, s, len);
     return 0;
 }
 
