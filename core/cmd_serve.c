@@ -88,7 +88,8 @@ static void note_rules_dir(const struct config *cfg)
     if (stat(dir, &st) != 0)
         log_notice("rules", "rules directory %s does not exist: no rules", dir);
     else
-        log_notice("rules", "rules directory %s: the rule engine is not part of this build", dir);
+        log_notice("rules", "rules directory %s: rules are not run by the broker yet; check and "
+                            "test them offline with `tidemq rules check|test %s`", dir, dir);
 }
 
 int cmd_serve(int argc, char **argv)

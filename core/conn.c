@@ -386,7 +386,6 @@ static bool write_out(struct conn *c)
     struct broker *b = c->b;
     if (!c->out)
         return true;
-    size_t before = evbuffer_get_length(c->out);
     while (evbuffer_get_length(c->out)) {
         int n = evbuffer_write(c->out, c->fd);
         if (n > 0) {
@@ -417,9 +416,7 @@ static bool write_out(struct conn *c)
         return false;
     }
     /* room again: let queued deliveries in */
-    if (c->s && c->state == CONN_ACTIVE && before >= OUTPUT_LOW && left < OUTPUT_LOW)
-        session_pump(c->s);
-    else if (c->s && c->state == CONN_ACTIVE && c->s->queue.len && left < OUTPUT_LOW)
+    if (c->s && c->state == CONN_ACTIVE && c->s->queue.len && left < OUTPUT_LOW)
         session_pump(c->s);
     return true;
 }
