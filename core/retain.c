@@ -1,4 +1,4 @@
-/* The retained-message store: one node per topic level, children in a small open-addressing hash
+/* The retained-message store: one node per topic level, children in a level table (levels.h)
  * keyed by the level string, each node holding at most one message. Owns its nodes and one
  * reference to each stored message. Pure: no I/O, no logging, no clock (expiry is the caller's
  * business), and retain_match allocates nothing. */
@@ -8,18 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "levels.h"
 #include "msg.h"
 #include "util/alloc.h"
 
 struct rnode {
     struct rnode *parent;
-    struct rnode **kids; /* linear probing, kcap a power of two (0: none) */
-    struct msg *m;       /* the retained message of this topic, or NULL */
-    uint32_t nkids, kcap;
-    uint32_t h; /* hash of lvl, the key in the parent's table */
-    uint32_t len;
+    struct level_table kids; /* children by level */
+    struct msg *m;           /* the retained message of this topic, or NULL */
+    struct level_key key;    /* of lvl, in the parent's table */
     char lvl[];
 };
+LEVEL_KEY_CHECK(struct rnode, key, lvl);
+
+#define KEY offsetof(struct rnode, key)
 
 struct retain_store {
     struct rnode *root; /* zero levels; never holds a message (names are non-empty) */
@@ -32,99 +34,25 @@ struct mctx {
     void *ctx;
 };
 
-/* --- children --------------------------------------------------------------------------------- */
-
-static uint32_t lvl_hash(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static struct rnode *kid_find(const struct rnode *n, const char *s, size_t len)
-{
-    if (!n->kcap)
-        return NULL;
-    uint32_t h = lvl_hash(s, len), m = n->kcap - 1, i = h & m;
-    struct rnode *c;
-    while ((c = n->kids[i]) != NULL) {
-        if (c->h == h && c->len == len && memcmp(c->lvl, s, len) == 0)
-            return c;
-        i = (i + 1) & m;
-    }
-    return NULL;
-}
-
-static void kid_put(struct rnode **kids, uint32_t cap, struct rnode *c)
-{
-    uint32_t m = cap - 1, i = c->h & m;
-    while (kids[i])
-        i = (i + 1) & m;
-    kids[i] = c;
-}
-
-static void kid_add(struct rnode *n, struct rnode *c)
-{
-    if ((n->nkids + 1) * 4 > n->kcap * 3) {
-        uint32_t cap = n->kcap ? n->kcap * 2 : 2;
-        struct rnode **kids = xcalloc(cap, sizeof *kids);
-        for (uint32_t i = 0; i < n->kcap; i++) {
-            if (n->kids[i])
-                kid_put(kids, cap, n->kids[i]);
-        }
-        free(n->kids);
-        n->kids = kids;
-        n->kcap = cap;
-    }
-    kid_put(n->kids, n->kcap, c);
-    n->nkids++;
-}
-
-/* Removes c from n's table, shifting the rest of its probe run back (no tombstones). */
-static void kid_del(struct rnode *n, const struct rnode *c)
-{
-    uint32_t m = n->kcap - 1, i = c->h & m, j;
-    while (n->kids[i] != c)
-        i = (i + 1) & m;
-    n->kids[i] = NULL;
-    for (j = (i + 1) & m; n->kids[j]; j = (j + 1) & m) {
-        uint32_t home = n->kids[j]->h & m;
-        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
-            continue;
-        n->kids[i] = n->kids[j];
-        n->kids[j] = NULL;
-        i = j;
-    }
-    if (--n->nkids == 0) {
-        free(n->kids);
-        n->kids = NULL;
-        n->kcap = 0;
-    }
-}
-
 /* --- nodes ------------------------------------------------------------------------------------ */
 
-static struct rnode *node_new(struct rnode *parent, const char *s, size_t len)
+static struct rnode *node_new(struct rnode *parent, const char *s, size_t len, uint32_t h)
 {
     struct rnode *n = xcalloc(1, sizeof *n + len + 1);
     n->parent = parent;
-    n->h = lvl_hash(s, len);
-    n->len = (uint32_t)len;
+    n->key = (struct level_key){.h = h, .len = (uint32_t)len};
     memcpy(n->lvl, s, len);
     return n;
 }
 
 static void node_free(struct rnode *n)
 {
-    for (uint32_t i = 0; i < n->kcap; i++) {
-        if (n->kids[i])
-            node_free(n->kids[i]);
+    for (uint32_t i = 0; i < n->kids.cap; i++) {
+        if (n->kids.slots[i])
+            node_free(n->kids.slots[i]);
     }
     msg_release(&n->m);
-    free(n->kids);
+    level_fini(&n->kids);
     free(n);
 }
 
@@ -137,10 +65,12 @@ static struct rnode *path(struct retain_store *s, const char *t, size_t len, boo
         const char *e = memchr(p, '/', (size_t)(end - p));
         if (!e)
             e = end;
-        struct rnode *c = kid_find(n, p, (size_t)(e - p));
+        size_t llen = (size_t)(e - p);
+        uint32_t h = level_hash(p, llen);
+        struct rnode *c = level_find(&n->kids, KEY, p, llen, h);
         if (!c && create) {
-            c = node_new(n, p, (size_t)(e - p));
-            kid_add(n, c);
+            c = node_new(n, p, llen, h);
+            level_add(&n->kids, KEY, c);
         }
         n = c;
         if (!n || e == end)
@@ -151,9 +81,9 @@ static struct rnode *path(struct retain_store *s, const char *t, size_t len, boo
 
 static void prune(struct retain_store *s, struct rnode *n)
 {
-    while (n != s->root && !n->m && n->nkids == 0) {
+    while (n != s->root && !n->m && n->kids.count == 0) {
         struct rnode *p = n->parent;
-        kid_del(p, n);
+        level_del(&p->kids, KEY, n);
         free(n);
         n = p;
     }
@@ -164,7 +94,7 @@ static void prune(struct retain_store *s, struct rnode *n)
 struct retain_store *retain_new(void)
 {
     struct retain_store *s = xcalloc(1, sizeof *s);
-    s->root = node_new(NULL, "", 0);
+    s->root = node_new(NULL, "", 0, 0);
     return s;
 }
 
@@ -207,7 +137,7 @@ void retain_clear(struct retain_store *s, const char *t, size_t len)
 
 static bool is_dollar(const struct rnode *n)
 {
-    return n->len > 0 && n->lvl[0] == '$';
+    return n->key.len > 0 && n->lvl[0] == '$';
 }
 
 /* '#': n and everything under it; at the first level '$' topics are skipped [MQTT-4.7.2-1]. */
@@ -215,8 +145,8 @@ static void all(const struct rnode *n, bool first, const struct mctx *m)
 {
     if (n->m)
         m->fn(m->ctx, n->m);
-    for (uint32_t i = 0; i < n->kcap; i++) {
-        const struct rnode *c = n->kids[i];
+    for (uint32_t i = 0; i < n->kids.cap; i++) {
+        const struct rnode *c = n->kids.slots[i];
         if (c && !(first && is_dollar(c)))
             all(c, false, m);
     }
@@ -239,13 +169,14 @@ static void walk(const struct rnode *n, const char *p, const char *end, bool fir
     if (len == 1 && *p == '#') { /* "a/#" matches "a" too (§4.7.1.2) */
         all(n, first, m);
     } else if (len == 1 && *p == '+') {
-        for (uint32_t i = 0; i < n->kcap; i++) {
-            const struct rnode *c = n->kids[i];
+        for (uint32_t i = 0; i < n->kids.cap; i++) {
+            const struct rnode *c = n->kids.slots[i];
             if (c && !(first && is_dollar(c)))
                 walk(c, next, end, false, m);
         }
     } else {
-        const struct rnode *c = kid_find(n, p, len);
+        const struct rnode *c =
+            n->kids.count ? level_find(&n->kids, KEY, p, len, level_hash(p, len)) : NULL;
         if (c)
             walk(c, next, end, false, m);
     }

@@ -1,5 +1,5 @@
-/* The subscription tree: one node per filter level, literal children in a small open-addressing
- * hash keyed by the level string, '+' and '#' children on their own edges. Each node owns its
+/* The subscription tree: one node per filter level, literal children in a level table (levels.h)
+ * keyed by the level string, '+' and '#' children on their own edges. Each node owns its
  * subscriptions in an array (with an owner -> index hash once it grows) and its shared groups.
  * Owns every node, array and string it allocates; never touches an owner. Pure: no I/O, no
  * logging, and subtree_match allocates nothing. */
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "levels.h"
 #include "util/alloc.h"
 #include "util/err.h"
 
@@ -28,17 +29,18 @@ struct group {
 
 struct node {
     struct node *parent;
-    struct node *plus;  /* the '+' child */
-    struct node *hash;  /* the '#' child */
-    struct node **kids; /* literal children, linear probing, kcap a power of two (0: none) */
+    struct node *plus;       /* the '+' child */
+    struct node *hash;       /* the '#' child */
+    struct level_table kids; /* literal children by level */
     struct group **groups;
     struct sublist subs;
-    uint32_t nkids, kcap;
     uint32_t ngroups;
-    uint32_t h; /* hash of lvl, the key in the parent's table */
-    uint32_t len;
+    struct level_key key; /* of lvl, in the parent's table (h is 0 on a '+' or '#' edge) */
     char lvl[];
 };
+LEVEL_KEY_CHECK(struct node, key, lvl);
+
+#define KEY offsetof(struct node, key)
 
 struct subtree {
     struct node *root;
@@ -159,98 +161,27 @@ static void sl_remove(struct sublist *l, uint32_t i)
         sl_fini(l);
 }
 
-/* --- literal children ------------------------------------------------------------------------- */
-
-static uint32_t lvl_hash(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static struct node *kid_find(const struct node *n, const char *s, size_t len, uint32_t h)
-{
-    uint32_t m = n->kcap - 1, i = h & m;
-    struct node *c;
-    while ((c = n->kids[i]) != NULL) {
-        if (c->h == h && c->len == len && memcmp(c->lvl, s, len) == 0)
-            return c;
-        i = (i + 1) & m;
-    }
-    return NULL;
-}
-
-static void kid_put(struct node **kids, uint32_t cap, struct node *c)
-{
-    uint32_t m = cap - 1, i = c->h & m;
-    while (kids[i])
-        i = (i + 1) & m;
-    kids[i] = c;
-}
-
-static void kid_add(struct node *n, struct node *c)
-{
-    if ((n->nkids + 1) * 4 > n->kcap * 3) {
-        uint32_t cap = n->kcap ? n->kcap * 2 : 2;
-        struct node **kids = xcalloc(cap, sizeof *kids);
-        for (uint32_t i = 0; i < n->kcap; i++) {
-            if (n->kids[i])
-                kid_put(kids, cap, n->kids[i]);
-        }
-        free(n->kids);
-        n->kids = kids;
-        n->kcap = cap;
-    }
-    kid_put(n->kids, n->kcap, c);
-    n->nkids++;
-}
-
-static void kid_del(struct node *n, const struct node *c)
-{
-    uint32_t m = n->kcap - 1, i = c->h & m, j;
-    while (n->kids[i] != c)
-        i = (i + 1) & m;
-    n->kids[i] = NULL;
-    for (j = (i + 1) & m; n->kids[j]; j = (j + 1) & m) {
-        uint32_t home = n->kids[j]->h & m;
-        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
-            continue;
-        n->kids[i] = n->kids[j];
-        n->kids[j] = NULL;
-        i = j;
-    }
-    if (--n->nkids == 0) {
-        free(n->kids);
-        n->kids = NULL;
-        n->kcap = 0;
-    }
-}
-
 /* --- nodes ------------------------------------------------------------------------------------ */
 
 static struct node *node_new(struct node *parent, const char *s, size_t len, uint32_t h)
 {
     struct node *n = xcalloc(1, sizeof *n + len + 1);
     n->parent = parent;
-    n->h = h;
-    n->len = (uint32_t)len;
+    n->key = (struct level_key){.h = h, .len = (uint32_t)len};
     memcpy(n->lvl, s, len);
     return n;
 }
 
 static bool node_empty(const struct node *n)
 {
-    return n->subs.n == 0 && n->ngroups == 0 && n->nkids == 0 && !n->plus && !n->hash;
+    return n->subs.n == 0 && n->ngroups == 0 && n->kids.count == 0 && !n->plus && !n->hash;
 }
 
 static void node_free(struct node *n)
 {
-    for (uint32_t i = 0; i < n->kcap; i++) {
-        if (n->kids[i])
-            node_free(n->kids[i]);
+    for (uint32_t i = 0; i < n->kids.cap; i++) {
+        if (n->kids.slots[i])
+            node_free(n->kids.slots[i]);
     }
     if (n->plus)
         node_free(n->plus);
@@ -262,7 +193,7 @@ static void node_free(struct node *n)
     }
     free(n->groups);
     sl_fini(&n->subs);
-    free(n->kids);
+    level_fini(&n->kids);
     free(n);
 }
 
@@ -286,11 +217,11 @@ static struct node *path(struct subtree *t, const char *f, size_t flen, bool cre
                 *edge = node_new(n, p, len, 0);
             n = *edge;
         } else {
-            uint32_t h = lvl_hash(p, len);
-            struct node *c = n->kcap ? kid_find(n, p, len, h) : NULL;
+            uint32_t h = level_hash(p, len);
+            struct node *c = level_find(&n->kids, KEY, p, len, h);
             if (!c && create) {
                 c = node_new(n, p, len, h);
-                kid_add(n, c);
+                level_add(&n->kids, KEY, c);
             }
             n = c;
         }
@@ -310,7 +241,7 @@ static void prune(struct subtree *t, struct node *n)
         else if (p->hash == n)
             p->hash = NULL;
         else
-            kid_del(p, n);
+            level_del(&p->kids, KEY, n);
         free(n);
         n = p;
     }
@@ -464,9 +395,9 @@ static void walk(const struct node *n, const char *p, const char *end, const str
     const char *next = e ? e + 1 : NULL;
     if (!e)
         e = end;
-    if (n->kcap) {
+    if (n->kids.count) {
         size_t len = (size_t)(e - p);
-        const struct node *c = kid_find(n, p, len, lvl_hash(p, len));
+        const struct node *c = level_find(&n->kids, KEY, p, len, level_hash(p, len));
         if (c)
             walk(c, next, end, m);
     }
@@ -484,12 +415,12 @@ void subtree_match(const struct subtree *t, const char *name, size_t len, subtre
         return;
     }
     /* [MQTT-4.7.2-1] a '$' name's first level is matched only literally, never by '+' or '#' */
-    if (!r->kcap)
+    if (!r->kids.count)
         return;
     const char *e = memchr(name, '/', len);
     const char *next = e ? e + 1 : NULL;
     size_t l1 = e ? (size_t)(e - name) : len;
-    const struct node *c = kid_find(r, name, l1, lvl_hash(name, l1));
+    const struct node *c = level_find(&r->kids, KEY, name, l1, level_hash(name, l1));
     if (c)
         walk(c, next, name + len, &m);
 }

@@ -10,22 +10,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "unit.h"
 #include "util/buf.h"
 #include "util/err.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 #define BODY(s) (const uint8_t *)(s), sizeof(s) - 1
 #define BYTES(s) ((struct codec_bytes){(const uint8_t *)(s), sizeof(s) - 1})
@@ -1107,7 +1094,7 @@ int main(void)
     test_publish_head();
     test_placement();
     test_reencode_decoded();
-    printf("test_codec: %zu valid + %zu malformed table cases; %d passed, %d failed\n",
-           sizeof valid / sizeof valid[0], sizeof bad / sizeof bad[0], passed, failed);
-    return failed ? 1 : 0;
+    printf("test_codec: %zu valid + %zu malformed table cases\n", sizeof valid / sizeof valid[0],
+           sizeof bad / sizeof bad[0]);
+    return unit_finish();
 }

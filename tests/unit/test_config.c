@@ -17,22 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "unit.h"
 #include "util/err.h"
 
-static int passed, failed;
 static char root[256];
-
-static void check(bool ok, const char *name, const char *fmt, const char *a, const char *b)
-{
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    fprintf(stderr, "FAIL %s: ", name);
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
-}
 
 /* ---- reading fields by name ---- */
 
@@ -766,20 +754,20 @@ static void expect_values(const struct config *c, const char *name, const char *
             item++;
         op = strpbrk(item, "=~");
         if (!op) {
-            check(false, name, "bad expectation '%s'%s", item, "");
+            FAIL("%s: bad expectation '%s'", name, item);
             continue;
         }
         sub = *op == '~';
         snprintf(key, sizeof(key), "%.*s", (int)(op - item), item);
         want = op + 1;
         if (!get(c, key, got, sizeof(got))) {
-            check(false, name, "no value '%s'%s", key, "");
+            FAIL("%s: no value '%s'", name, key);
             continue;
         }
         if (sub)
-            check(strstr(got, want) != NULL, name, "'%s' does not contain '%s'", got, want);
+            CHECK(strstr(got, want) != NULL, "%s: '%s' does not contain '%s'", name, got, want);
         else
-            check(!strcmp(got, want), name, "got '%s', want '%s'", got, want);
+            CHECK_STR(got, want, "%s: %s", name, key);
     }
     free(all);
 }
@@ -806,10 +794,11 @@ static void run_case(const struct tcase *t, unsigned idx)
     }
     if (t->expect[0] == '!') {
         char *want = expand(t->expect + 1, dir);
-        check(rc == TIDE_EINVAL && strstr(err, want), t->name, "error '%s', want '%s'", err, want);
+        CHECK(rc == TIDE_EINVAL && strstr(err, want), "%s: error '%s', want '%s'", t->name, err,
+              want);
         free(want);
     } else if (rc) {
-        check(false, t->name, "unexpected error '%s'%s", err, "");
+        FAIL("%s: unexpected error '%s'", t->name, err);
     } else {
         expect_values(&c, t->name, t->expect, dir);
     }
@@ -947,8 +936,8 @@ static void test_every_mosquitto_directive(void)
         config_init(&c);
         snprintf(line, sizeof(line), "%s", mosquitto_directives[i]);
         config_load_buffer(&c, "x.conf", line, strlen(line), err, sizeof(err));
-        check(!strstr(err, "unknown directive"), mosquitto_directives[i], "is unknown: '%s'%s", err,
-              "");
+        CHECK(!strstr(err, "unknown directive"), "%s: is unknown: '%s'", mosquitto_directives[i],
+              err);
         config_fini(&c);
     }
 }
@@ -964,25 +953,25 @@ static void test_buffer(void)
 
     config_init(&c);
     rc = config_load_buffer(&c, "mem", text, 16, err, sizeof(err));
-    check(rc == 0 && c.persistence, "load_buffer", "rc %s%s", err, "");
+    CHECK(rc == 0 && c.persistence, "load_buffer: rc %d %s", rc, err);
     rc = config_load_buffer(&c, "mem", text, sizeof(text) - 1, err, sizeof(err));
-    check(rc == TIDE_EINVAL && !strcmp(err, "mem:2: NUL byte in the line"), "NUL byte",
-          "got '%s'%s", err, "");
+    CHECK(rc == TIDE_EINVAL && !strcmp(err, "mem:2: NUL byte in the line"), "NUL byte: got '%s'",
+          err);
     config_fini(&c);
 
     /* a tiny error buffer is truncated, never overrun */
     config_init(&c);
     rc = config_load_buffer(&c, "mem", "foo", 3, err, 8);
-    check(rc == TIDE_EINVAL && !strcmp(err, "mem:1: "), "small err buffer", "got '%s'%s", err, "");
+    CHECK(rc == TIDE_EINVAL && !strcmp(err, "mem:1: "), "small err buffer: got '%s'", err);
     rc = config_load_buffer(&c, "mem", "foo", 3, NULL, 0);
-    check(rc == TIDE_EINVAL, "NULL err buffer", "%s%s", "", "");
+    CHECK_EQ(rc, TIDE_EINVAL, "NULL err buffer");
     config_fini(&c);
 
     /* finish twice is harmless; finish without load gives the local default */
     config_init(&c);
-    check(config_finish(&c, err, sizeof(err)) == 0 && config_finish(&c, err, sizeof(err)) == 0 &&
+    CHECK(config_finish(&c, err, sizeof(err)) == 0 && config_finish(&c, err, sizeof(err)) == 0 &&
               c.listener_count == 1,
-          "finish twice", "%s%s", err, "");
+          "finish twice: %s", err);
     config_fini(&c);
 }
 
@@ -1008,6 +997,5 @@ int main(void)
     test_every_mosquitto_directive();
     test_buffer();
     nftw(root, rm, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }

@@ -9,20 +9,9 @@
 
 #include "msg.h"
 #include "topic.h"
+#include "unit.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-
-static int passed, failed;
-
-static void check(bool ok, const char *what, const char *name)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, name);
-    }
-}
 
 static struct msg *mk(const char *topic, const char *payload)
 {
@@ -120,8 +109,8 @@ static void test_match_table(void)
     struct retain_store *s = retain_new();
     for (size_t i = 0; i < N(topics); i++)
         put(s, topics[i], "p");
-    check(retain_count(s) == N(topics), "table", "count");
-    check(retain_bytes(s) == N(topics), "table", "bytes");
+    CHECK_EQ(retain_count(s), N(topics), "table: count");
+    CHECK_EQ(retain_bytes(s), N(topics), "table: bytes");
     static struct hits h;
     for (size_t i = 0; i < N(match_cases); i++) {
         collect(s, match_cases[i].filter, &h);
@@ -129,7 +118,7 @@ static void test_match_table(void)
         bool ok = m == match_cases[i].expected && (size_t)__builtin_popcount(m) == h.n;
         if (!ok)
             fprintf(stderr, "  got %#x want %#x\n", m, match_cases[i].expected);
-        check(ok, "match", match_cases[i].name);
+        CHECK(ok, "match: %s", match_cases[i].name);
     }
     retain_free(s);
 }
@@ -167,12 +156,13 @@ static void test_sequence(void)
             put(s, t, seq_cases[i].payload);
         else
             retain_clear(s, t, strlen(t));
-        check(retain_count(s) == seq_cases[i].count && retain_bytes(s) == seq_cases[i].bytes,
-              "sequence", seq_cases[i].name);
+        CHECK(retain_count(s) == seq_cases[i].count && retain_bytes(s) == seq_cases[i].bytes,
+              "sequence: %s: count %zu bytes %llu", seq_cases[i].name, retain_count(s),
+              (unsigned long long)retain_bytes(s));
     }
     static struct hits h;
     collect(s, "#", &h);
-    check(h.n == 0, "sequence", "nothing left");
+    CHECK_EQ(h.n, 0, "sequence: nothing left");
     retain_free(s);
 }
 
@@ -181,20 +171,20 @@ static void test_refs(void)
     struct retain_store *s = retain_new();
     struct msg *m = mk("r/t", "v1");
     retain_set(s, m);
-    check(m->refs == 2, "refs", "store takes a reference");
+    CHECK_EQ(m->refs, 2, "refs: store takes a reference");
     retain_set(s, m);
-    check(m->refs == 2 && retain_count(s) == 1, "refs", "re-setting the same message");
+    CHECK(m->refs == 2 && retain_count(s) == 1, "refs: re-setting the same message");
     struct msg *m2 = mk("r/t", "v2");
     retain_set(s, m2);
-    check(m->refs == 1 && m2->refs == 2, "refs", "replace releases the old one");
+    CHECK(m->refs == 1 && m2->refs == 2, "refs: replace releases the old one");
     static struct hits h;
     collect(s, "r/t", &h);
-    check(h.n == 1 && h.m[0] == m2, "refs", "match returns the new message");
+    CHECK(h.n == 1 && h.m[0] == m2, "refs: match returns the new message");
     retain_clear(s, "r/t", 3);
-    check(m2->refs == 1, "refs", "clear releases");
+    CHECK_EQ(m2->refs, 1, "refs: clear releases");
     retain_set(s, m2);
     retain_free(s);
-    check(m2->refs == 1, "refs", "free releases");
+    CHECK_EQ(m2->refs, 1, "refs: free releases");
     msg_release(&m);
     msg_release(&m2);
 }
@@ -278,7 +268,7 @@ static void test_random(void)
         if (!ok)
             fprintf(stderr, "  round %d filter '%s'\n", round, f);
     }
-    check(ok, "random", "retain_match equals brute force");
+    CHECK(ok, "random: retain_match equals brute force");
     retain_free(s);
 }
 
@@ -288,6 +278,5 @@ int main(void)
     test_sequence();
     test_refs();
     test_random();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }

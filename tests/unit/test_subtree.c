@@ -8,22 +8,12 @@
 #include <string.h>
 
 #include "topic.h"
+#include "unit.h"
 #include "util/err.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-static int passed, failed;
 static char owners[2048]; /* owner k is &owners[k]; the tree never dereferences it */
-
-static void check(bool ok, const char *what, const char *name)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, name);
-    }
-}
 
 /* --- a collector for subtree_match ------------------------------------------------------------ */
 
@@ -104,7 +94,7 @@ static void test_match_table(void)
     for (size_t i = 0; i < N(filters); i++)
         subtree_add(t, NULL, 0, filters[i], strlen(filters[i]), &owners[i], 0, (uint32_t)i + 1,
                     NULL);
-    check(subtree_count(t) == N(filters), "table", "count");
+    CHECK_EQ(subtree_count(t), N(filters), "table: count");
     static struct hits h;
     for (size_t i = 0; i < N(match_cases); i++) {
         collect(t, match_cases[i].topic, &h);
@@ -113,7 +103,7 @@ static void test_match_table(void)
         if (!ok)
             fprintf(stderr, "  got %#llx want %#llx\n", (unsigned long long)m,
                     (unsigned long long)match_cases[i].expected);
-        check(ok, "match", match_cases[i].name);
+        CHECK(ok, "match: %s", match_cases[i].name);
     }
     subtree_free(t);
 }
@@ -167,9 +157,10 @@ static void test_sequence(void)
                              seq_cases[i].options, 7, &rep);
         else
             rc = subtree_remove(t, g, gl, f, strlen(f), &owners[seq_cases[i].owner]);
-        check(rc == seq_cases[i].rc && rep == seq_cases[i].replaced &&
+        CHECK(rc == seq_cases[i].rc && rep == seq_cases[i].replaced &&
                   subtree_count(t) == seq_cases[i].count,
-              "sequence", seq_cases[i].name);
+              "sequence: %s: rc %d replaced %d count %zu", seq_cases[i].name, rc, rep,
+              subtree_count(t));
     }
     subtree_free(t);
 }
@@ -181,7 +172,7 @@ static void test_replace_options(void)
     subtree_add(t, NULL, 0, "x", 1, &owners[1], 2, 11, NULL);
     static struct hits h;
     collect(t, "x", &h);
-    check(h.n == 1 && h.ids[0] == 11, "replace", "one entry with the new sub_id");
+    CHECK(h.n == 1 && h.ids[0] == 11, "replace: one entry with the new sub_id");
     subtree_free(t);
 }
 
@@ -194,9 +185,9 @@ static void test_overlap(void)
         subtree_add(t, NULL, 0, fs[i], strlen(fs[i]), &owners[1], 0, (uint32_t)i + 1, NULL);
     static struct hits h;
     collect(t, "a/b", &h);
-    check(h.n == N(fs) && mask_of(&h) == 0x3f, "overlap", "once per filter");
+    CHECK(h.n == N(fs) && mask_of(&h) == 0x3f, "overlap: once per filter");
     collect(t, "a", &h);
-    check(h.n == 2 && mask_of(&h) == (B(2) | B(3)), "overlap", "a matches # and a/#");
+    CHECK(h.n == 2 && mask_of(&h) == (B(2) | B(3)), "overlap: a matches # and a/#");
     subtree_free(t);
 }
 
@@ -217,25 +208,25 @@ static void test_shared(void)
     subtree_add(t, "g2", 2, "a/+", 3, &owners[1], 0, 9, NULL);
     subtree_add(t, "g1", 2, "a/#", 3, &owners[4], 0, 5, NULL);
     subtree_add(t, NULL, 0, "a/+", 3, &owners[1], 0, 6, NULL);
-    check(subtree_count(t) == 6, "shared", "count includes members");
+    CHECK_EQ(subtree_count(t), 6, "shared: count includes members");
 
     static struct hits h;
     collect(t, "a/x", &h);
-    check(h.n == 1 && h.ids[0] == 6, "shared", "plain subscriber separate from groups");
-    check(h.ng == 3, "shared", "one call per matching group");
+    CHECK(h.n == 1 && h.ids[0] == 6, "shared: plain subscriber separate from groups");
+    CHECK_EQ(h.ng, 3, "shared: one call per matching group");
     struct subtree_group *g1 = NULL;
     for (size_t i = 0; i < h.ng; i++) {
         if (strcmp(h.groups[i]->name, "g1") == 0 && strcmp(h.groups[i]->filter, "a/+") == 0)
             g1 = h.groups[i];
     }
-    check(g1 && g1->count == 3, "shared", "g1 at a/+ has 3 members");
+    CHECK(g1 && g1->count == 3, "shared: g1 at a/+ has 3 members");
     struct subtree_group *g2 = find_group(&h, "g2");
-    check(g2 && g2->count == 1 && g2->members[0].owner == &owners[1] &&
+    CHECK(g2 && g2->count == 1 && g2->members[0].owner == &owners[1] &&
               strcmp(g2->filter, "a/+") == 0,
-          "shared", "g2 member and filter");
+          "shared: g2 member and filter");
 
     collect(t, "$SYS/x", &h);
-    check(h.n == 0 && h.ng == 0, "shared", "[MQTT-4.7.2-1] no groups on $ topics");
+    CHECK(h.n == 0 && h.ng == 0, "shared: [MQTT-4.7.2-1] no groups on $ topics");
 
     /* the cursor is the broker's, but stays < count */
     g1->cursor = 2;
@@ -246,32 +237,32 @@ static void test_shared(void)
         if (strcmp(h.groups[i]->filter, "a/+") == 0 && strcmp(h.groups[i]->name, "g1") == 0)
             g1 = h.groups[i];
     }
-    check(g1 && g1->count == 2 && g1->cursor < g1->count, "shared", "cursor kept below count");
+    CHECK(g1 && g1->count == 2 && g1->cursor < g1->count, "shared: cursor kept below count");
     bool seen1 = false, seen2 = false;
     for (size_t i = 0; g1 && i < g1->count; i++) {
         seen1 |= g1->members[i].owner == &owners[1];
         seen2 |= g1->members[i].owner == &owners[2];
     }
-    check(seen1 && seen2, "shared", "remaining members");
+    CHECK(seen1 && seen2, "shared: remaining members");
 
     subtree_remove(t, "g1", 2, "a/+", 3, &owners[1]);
     subtree_remove(t, "g1", 2, "a/+", 3, &owners[2]);
     collect(t, "a/x", &h);
-    check(h.ng == 2, "shared", "empty group at a/+ removed (g2 and g1 at a/# left)");
+    CHECK_EQ(h.ng, 2, "shared: empty group at a/+ removed (g2 and g1 at a/# left)");
     size_t g1_at_plus = 0;
     for (size_t i = 0; i < h.ng; i++)
         g1_at_plus +=
             strcmp(h.groups[i]->filter, "a/+") == 0 && strcmp(h.groups[i]->name, "g1") == 0;
-    check(g1_at_plus == 0, "shared", "g1 gone from a/+");
-    check(subtree_remove(t, "g1", 2, "a/+", 3, &owners[1]) == TIDE_ENOTFOUND, "shared",
-          "remove from removed group");
+    CHECK_EQ(g1_at_plus, 0, "shared: g1 gone from a/+");
+    CHECK_EQ(subtree_remove(t, "g1", 2, "a/+", 3, &owners[1]), TIDE_ENOTFOUND,
+             "shared: remove from removed group");
 
     subtree_remove(t, "g2", 2, "a/+", 3, &owners[1]);
     subtree_remove(t, "g1", 2, "a/#", 3, &owners[4]);
     subtree_remove(t, NULL, 0, "a/+", 3, &owners[1]);
-    check(subtree_count(t) == 0, "shared", "all removed");
+    CHECK_EQ(subtree_count(t), 0, "shared: all removed");
     collect(t, "a/x", &h);
-    check(h.n == 0 && h.ng == 0, "shared", "nothing matches after removal");
+    CHECK(h.n == 0 && h.ng == 0, "shared: nothing matches after removal");
     subtree_free(t);
 }
 
@@ -288,7 +279,7 @@ static void test_large_node(void)
     }
     bool rep = false;
     subtree_add(t, NULL, 0, "big/+", 5, &owners[K / 2], 3, 99999, &rep);
-    check(rep && subtree_count(t) == 2 * K, "large", "replace in indexed node");
+    CHECK(rep && subtree_count(t) == 2 * K, "large: replace in indexed node");
     srand(7);
     for (int k = K - 1; k > 0; k--) {
         int j = rand() % (k + 1), tmp = order[k];
@@ -307,8 +298,8 @@ static void test_large_node(void)
             ok &= i == K - 1 ? h.ng == 0 : h.ng == 1 && h.groups[0]->count == (size_t)(K - 1 - i);
         }
     }
-    check(ok, "large", "random-order removal");
-    check(subtree_count(t) == 0, "large", "empty at end");
+    CHECK(ok, "large: random-order removal");
+    CHECK_EQ(subtree_count(t), 0, "large: empty at end");
     subtree_free(t);
 }
 
@@ -435,12 +426,12 @@ static void test_random(void)
         if (!ok)
             fprintf(stderr, "  round %d name '%s'\n", round, name);
     }
-    check(ok, "random", "subtree_match equals brute force");
+    CHECK(ok, "random: subtree_match equals brute force");
     for (size_t i = 0; i < ns; i++) {
         const char *g = sh[i].group >= 0 ? groups[sh[i].group] : NULL;
         subtree_remove(t, g, g ? 1 : 0, sh[i].filter, strlen(sh[i].filter), &owners[sh[i].owner]);
     }
-    check(subtree_count(t) == 0, "random", "empty after removing all");
+    CHECK_EQ(subtree_count(t), 0, "random: empty after removing all");
     subtree_free(t);
 }
 
@@ -453,6 +444,5 @@ int main(void)
     test_shared();
     test_large_node();
     test_random();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }

@@ -2,22 +2,10 @@
  * matching, as tables of {name, input, expected}. Exits non-zero on any failure. */
 #include "topic.h"
 
-#include <stdio.h>
 #include <string.h>
 
+#include "unit.h"
 #include "util/err.h"
-
-static int passed, failed;
-
-static void check(bool ok, const char *what, const char *name)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, name);
-    }
-}
 
 struct valid_case {
     const char *name;
@@ -205,11 +193,11 @@ int main(void)
 {
     for (size_t i = 0; i < N(name_cases); i++) {
         const struct valid_case *c = &name_cases[i];
-        check(topic_validate_name(c->in, len_of(c)) == c->expected, "name", c->name);
+        CHECK_EQ(topic_validate_name(c->in, len_of(c)), c->expected, "name: %s", c->name);
     }
     for (size_t i = 0; i < N(filter_cases); i++) {
         const struct valid_case *c = &filter_cases[i];
-        check(topic_validate_filter(c->in, len_of(c)) == c->expected, "filter", c->name);
+        CHECK_EQ(topic_validate_filter(c->in, len_of(c)), c->expected, "filter: %s", c->name);
     }
     for (size_t i = 0; i < N(shared_cases); i++) {
         const struct shared_case *c = &shared_cases[i];
@@ -221,30 +209,26 @@ int main(void)
             ok = gl == strlen(c->group) && memcmp(g, c->group, gl) == 0 &&
                  fl == strlen(c->filter) && memcmp(f, c->filter, fl) == 0;
         }
-        check(ok, "shared", c->name);
+        CHECK(ok, "shared: %s", c->name);
     }
     for (size_t i = 0; i < N(match_cases); i++) {
         const struct match_case *c = &match_cases[i];
-        char what[160];
-        snprintf(what, sizeof what, "'%s' vs '%s'", c->filter, c->topic);
-        check(topic_matches(c->filter, strlen(c->filter), c->topic, strlen(c->topic)) ==
-                  c->expected,
-              "match", what);
+        CHECK_EQ(topic_matches(c->filter, strlen(c->filter), c->topic, strlen(c->topic)),
+                 c->expected, "match: '%s' vs '%s'", c->filter, c->topic);
     }
     for (size_t i = 0; i < N(levels_cases); i++) {
         const struct levels_case *c = &levels_cases[i];
-        check(topic_levels(c->in, strlen(c->in)) == c->expected, "levels", c->in);
+        CHECK_EQ(topic_levels(c->in, strlen(c->in)), c->expected, "levels: '%s'", c->in);
     }
-    check(topic_has_wildcard("a/+", 3), "wildcard", "plus");
-    check(topic_has_wildcard("#", 1), "wildcard", "hash");
-    check(!topic_has_wildcard("a/b", 3), "wildcard", "none");
+    CHECK(topic_has_wildcard("a/+", 3), "wildcard: plus");
+    CHECK(topic_has_wildcard("#", 1), "wildcard: hash");
+    CHECK(!topic_has_wildcard("a/b", 3), "wildcard: none");
     /* [MQTT-4.7.3-3] at most 65535 bytes */
     static char big[65537];
     memset(big, 'a', sizeof big);
-    check(topic_validate_name(big, 65535) == 0, "name", "65535 bytes");
-    check(topic_validate_name(big, 65536) == TIDE_ETOPIC, "name", "65536 bytes");
-    check(topic_validate_filter(big, 65536) == TIDE_ETOPIC, "filter", "65536 bytes");
+    CHECK_EQ(topic_validate_name(big, 65535), 0, "name: 65535 bytes");
+    CHECK_EQ(topic_validate_name(big, 65536), TIDE_ETOPIC, "name: 65536 bytes");
+    CHECK_EQ(topic_validate_filter(big, 65536), TIDE_ETOPIC, "filter: 65536 bytes");
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }
