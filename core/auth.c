@@ -105,8 +105,9 @@ static void *worker(void *arg)
         a->todo = j->next;
         if (!a->todo)
             a->todo_tail = NULL;
+        bool wanted = j->c != NULL; /* a check whose connection is gone is not worth running */
         pthread_mutex_unlock(&a->lock);
-        j->result = passwd_check_run(&j->chk, j->pass, j->plen);
+        j->result = wanted ? passwd_check_run(&j->chk, j->pass, j->plen) : TIDE_EBADAUTH;
         pthread_mutex_lock(&a->lock);
         j->next = a->finished;
         a->finished = j;

@@ -293,8 +293,6 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     auth_cancel(b, c);
     free(c->pending_connect);
     c->pending_connect = NULL;
-    if (was == CONN_AUTH)
-        event_add(conn_read_event(c), NULL); /* reading resumes, to discard until EOF */
     free(c->in); /* reading goes on only to discard (see finish_close) */
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -496,7 +494,6 @@ static size_t process(struct conn *c, uint8_t *p, size_t len, size_t *need)
                 /* the password is checked off the loop: keep the CONNECT to finish it then */
                 c->pending_connect = xmemdup(pkt_bytes, total);
                 c->pending_connect_len = (uint32_t)total;
-                event_del(conn_read_event(c));
                 break;
             }
         } else if (type == CODEC_CONNECT && c->state == CONN_NEW) {
@@ -541,6 +538,38 @@ static void discard_input(struct conn *c)
     }
 }
 
+/* While its password is checked a connection keeps reading, only to buffer what follows the
+ * CONNECT (still bounded by max_connect_packet_size) and to notice the peer leaving, which
+ * cancels the check. */
+static void buffer_input(struct conn *c)
+{
+    uint32_t limit = c->b->cfg->max_connect_packet_size;
+    for (;;) {
+        if (c->in_len == c->in_cap) {
+            if (c->in_cap >= limit) {
+                c->b->stats.refused_connect_too_big++;
+                conn_close(c, 0, "bytes before CONNACK over max_connect_packet_size");
+                return;
+            }
+            c->in_cap = c->in_cap ? c->in_cap * 2 : CARRY_MIN;
+            if (c->in_cap > limit)
+                c->in_cap = limit;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n > 0) {
+            c->in_len += (uint32_t)n;
+            c->b->stats.bytes_received += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        c->peer_closed = true;
+        conn_close(c, 0, n == 0 ? "closed by peer" : "socket error");
+        return;
+    }
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -548,6 +577,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     struct broker *b = c->b;
     if (c->state == CONN_CLOSING) {
         discard_input(c);
+        return;
+    }
+    if (c->state == CONN_AUTH) {
+        buffer_input(c);
         return;
     }
     for (int round = 0; round < READS_PER_WAKE && (c->state == CONN_NEW || c->state == CONN_ACTIVE);
@@ -611,10 +644,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 
 void conn_resume(struct conn *c)
 {
-    if (c->state == CONN_CLOSING)
-        return;
-    event_add(conn_read_event(c), NULL);
-    if (!c->in_len)
+    if (c->state == CONN_CLOSING || !c->in_len)
         return;
     size_t need, used = process(c, c->in, c->in_len, &need);
     if (c->state == CONN_CLOSING)

@@ -119,7 +119,7 @@ void conn_reap(struct broker *b);
 /* Teardown only: closes and frees every connection at once, flushed or not. */
 void conn_destroy_all(struct broker *b);
 
-/* Leaves state AUTH: resumes reading and handles the bytes that arrived behind the CONNECT. */
+/* After state AUTH: handles the bytes that arrived behind the CONNECT while it was checked. */
 void conn_resume(struct conn *c);
 
 /* Sets up what CONNECT negotiated (keepalive clock, topic alias tables). */
