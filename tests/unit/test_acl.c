@@ -12,16 +12,11 @@
 
 #include "util/err.h"
 
-static int passed, failed;
+#include "unit.h"
 
 static void check(bool ok, const char *what, const char *name)
 {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, name);
-    }
+    CHECK(ok, "%s: %s", what, name);
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -413,6 +408,5 @@ int main(void)
     test_parse();
     test_checks();
     test_long();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }

@@ -15,18 +15,13 @@
 #include "util/crypto.h"
 #include "util/err.h"
 
-#define MOSQUITTO_PASSWD "/usr/bin/mosquitto_passwd"
+#include "unit.h"
 
-static int passed, failed;
+#define MOSQUITTO_PASSWD "/usr/bin/mosquitto_passwd"
 
 static void check(bool ok, const char *what, const char *name)
 {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, name);
-    }
+    CHECK(ok, "%s: %s", what, name);
 }
 
 static void hex(const unsigned char *p, size_t n, char *out)
@@ -460,6 +455,5 @@ int main(void)
     test_cache();
     test_mosquitto_passwd();
     measure();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return unit_finish();
 }
