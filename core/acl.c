@@ -20,6 +20,7 @@
 #include "topic.h"
 #include "util/alloc.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/hash.h"
 
 enum { READ = 1, WRITE = 2 };
@@ -737,50 +738,12 @@ int acl_load_buffer(struct acl **out, const char *name, const char *data, size_t
 
 int acl_load_file(struct acl **out, const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        errf(err, errlen, "%s: %s", path, strerror(errno));
-        return TIDE_EIO;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        errf(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
-        return TIDE_EIO;
-    }
-    if (st.st_size > (off_t)ACL_FILE_MAX) {
-        errf(err, errlen, "%s: file larger than %u bytes", path, ACL_FILE_MAX);
-        close(fd);
-        return TIDE_ETOOBIG;
-    }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *data = xmalloc(cap);
-    int rc = 0;
-    for (;;) {
-        if (len == cap) { /* the file grew while we read it */
-            if (cap > ACL_FILE_MAX) {
-                errf(err, errlen, "%s: file larger than %u bytes", path, ACL_FILE_MAX);
-                rc = TIDE_ETOOBIG;
-                break;
-            }
-            cap *= 2;
-            data = xrealloc(data, cap);
-        }
-        ssize_t r = read(fd, data + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            errf(err, errlen, "%s: %s", path, strerror(errno));
-            rc = TIDE_EIO;
-            break;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    if (rc == 0)
-        rc = acl_load_buffer(out, path, data, len, err, errlen);
+    char *data;
+    size_t len;
+    int rc = file_read_all(path, ACL_FILE_MAX, &data, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = acl_load_buffer(out, path, data, len, err, errlen);
     free(data);
     return rc;
 }

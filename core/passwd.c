@@ -16,6 +16,7 @@
 #include "util/alloc.h"
 #include "util/crypto.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/hash.h"
 
 #define CACHE_KEY_LEN 32
@@ -257,52 +258,12 @@ int passwd_load_buffer(struct passwd **out, const char *name, const char *data, 
 
 int passwd_load_file(struct passwd **out, const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        errf(err, errlen, "%s: %s", path, strerror(errno));
-        return TIDE_EIO;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        errf(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
-        return TIDE_EIO;
-    }
-    if (st.st_size > (off_t)PASSWD_FILE_MAX) {
-        errf(err, errlen, "%s: file larger than %u bytes", path, PASSWD_FILE_MAX);
-        close(fd);
-        return TIDE_ETOOBIG;
-    }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *data = xmalloc(cap);
-    for (;;) {
-        if (len == cap) { /* the file grew while we read it */
-            if (cap > PASSWD_FILE_MAX) {
-                errf(err, errlen, "%s: file larger than %u bytes", path, PASSWD_FILE_MAX);
-                crypto_wipe(data, len);
-                free(data);
-                close(fd);
-                return TIDE_ETOOBIG;
-            }
-            cap *= 2;
-            data = xrealloc(data, cap);
-        }
-        ssize_t r = read(fd, data + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            errf(err, errlen, "%s: %s", path, strerror(errno));
-            crypto_wipe(data, len);
-            free(data);
-            close(fd);
-            return TIDE_EIO;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    int rc = passwd_load_buffer(out, path, data, len, err, errlen);
+    char *data;
+    size_t len;
+    int rc = file_read_all(path, PASSWD_FILE_MAX, &data, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = passwd_load_buffer(out, path, data, len, err, errlen);
     crypto_wipe(data, len);
     free(data);
     return rc;
