@@ -114,16 +114,17 @@ static bool member_ready(const struct session *s, uint8_t qos)
 
 /* Picks the group member for one message: the next connected member with a free slot in round
  * robin order, else the next connected member, else the next member (its session queues it). */
-static struct subtree_sub *pick_member(struct subtree_group *g, uint8_t qos,
+static struct subtree_sub *pick_member(struct subtree_group *g, const struct msg *m,
                                        const struct session *exclude)
 {
+    uint8_t qos = m->qos;
     struct subtree_sub *connected = NULL, *any = NULL;
     for (size_t i = 0; i < g->count; i++) {
         size_t idx = (g->cursor + i) % g->count;
         struct subtree_sub *sub = &g->members[idx];
         struct session *s = sub->owner;
-        if (s == exclude)
-            continue;
+        if (s == exclude || !session_may_read(s, m))
+            continue; /* a member that may not read it must not swallow it for the group */
         if (member_ready(s, min_u8(CODEC_SUBOPT_QOS(sub->options), qos))) {
             g->cursor = (idx + 1) % g->count;
             return sub;
@@ -142,7 +143,7 @@ static struct subtree_sub *pick_member(struct subtree_group *g, uint8_t qos,
 static void deliver_to_group(struct route *r, struct subtree_group *g,
                              const struct session *exclude)
 {
-    struct subtree_sub *sub = pick_member(g, r->m->qos, exclude);
+    struct subtree_sub *sub = pick_member(g, r->m, exclude);
     if (!sub)
         return;
     struct session *s = sub->owner;

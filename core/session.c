@@ -107,10 +107,15 @@ struct session *session_new(struct broker *b, const char *client_id, size_t len)
 
 /* The subscriber's current read permission on m (ACL file); checked at every delivery, so a
  * reload applies at once, to queued messages too. */
-static bool may_read(struct session *s, const struct msg *m)
+bool session_may_read(const struct session *s, const struct msg *m)
 {
     const struct acl *acl = auth_acl(s->b, s->lcfg);
-    if (!acl || acl_can_read(acl, s->client_id, s->username, m->topic, m->topic_len))
+    return !acl || acl_can_read(acl, s->client_id, s->username, m->topic, m->topic_len);
+}
+
+static bool may_read(struct session *s, const struct msg *m)
+{
+    if (session_may_read(s, m))
         return true;
     s->b->stats.refused_acl++;
     return false;

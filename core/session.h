@@ -101,6 +101,9 @@ void session_detach(struct session *s, bool publish_will);
 bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, size_t sub_id_count, const char *share,
                      size_t share_len);
+/* The subscriber's current read permission on m (the ACL file of its listener, if any). */
+bool session_may_read(const struct session *s, const struct msg *m);
+
 /* Adds ha to the acks waiting for s to drain. */
 void session_hold_ack(struct session *s, struct held_ack *ha);
 /* Moves queued deliveries into the inflight window while the client can take them. */

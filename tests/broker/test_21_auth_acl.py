@@ -19,8 +19,10 @@ new readable marker topic gen/N, sends SIGHUP, and polls until the probe logs in
 password and is granted gen/N.
 
 Negative delivery checks publish the forbidden message FIRST and an allowed marker LAST on the
-same connection at the same QoS: once the marker arrives, the forbidden one would have arrived
-before it (ordered delivery, [MQTT-4.6.0-6] / v5 [MQTT-4.6.0-6]); a short expect_none follows.
+same connection at the same QoS, then wait for the marker and a short expect_none. MQTT orders
+deliveries per topic only ([MQTT-4.6.0-6] in both versions); tidemq's single loop and per-session
+FIFO keep the order across topics too, so the forbidden message, had it been routed, would be
+among the messages received; the lists are compared sorted, so no test depends on that order.
 
 Every test ends with assert_no_secrets(): no password (right or wrong) and no password hash used
 by the test appears in the broker's log (the broker runs with -v).
@@ -44,9 +46,11 @@ import pytest
 
 from conftest import TIDEMQ_BIN
 from helpers import (
-    PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, MQTTv311, MQTTv5, Client, ConnectRefused,
-    PacketTypes, RawClient, props, unique_id,
+    CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, MQTTv311, MQTTv5, P_TOPIC_ALIAS,
+    Client, ConnectRefused, PacketTypes, RawClient, connect_packet, props, publish_packet,
+    subscribe_packet, unique_id,
 )
+from helpers_limits import run_broker_once
 
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 FAST_ITER = 1000        # test users: cheap to verify
@@ -470,8 +474,8 @@ def test_a_storm_of_wrong_passwords_does_not_slow_other_clients(broker_factory, 
     one_check = time.monotonic() - t
 
     # 30 checks, fewer only if this machine is so slow that a single worker could not finish
-    # them within the 10 s bound (the count is in the summary)
-    N = min(30, max(10, int(8.0 / max(one_check, 0.001))))
+    # them well within the 10 s bound of each CONNACK wait (the count is in the summary)
+    N = min(30, max(10, int(6.0 / max(one_check, 0.001))))
     results = [None] * N
     wrongs = [files.wrong() for _ in range(N)]
     go = threading.Barrier(N + 1)
@@ -624,7 +628,7 @@ def test_publish_without_write_gets_not_authorized_in_v5(broker_factory, files):
     assert raw_publish(r, "allowed/1", b"yes", 1, 4) == 0
     assert raw_publish(r, "allowed/2", b"yes", 2, 5) == 0
     got = watch.expect(2)
-    assert topics_of(got) == ["allowed/1", "allowed/2"], got
+    assert sorted(topics_of(got)) == ["allowed/1", "allowed/2"], got
     s = raw_login(b, files, "sysw", 5)
     assert raw_publish(s, "$SYS/broker/fake/x", b"no", 1, 1) == 0x87
     assert raw_publish(s, "other/x", b"yes", 1, 2) == 0
@@ -683,7 +687,7 @@ def test_wildcard_subscription_is_granted_but_only_readable_messages_arrive(brok
     for t in ("b/x", "w/x", "r/secret", "ab", "a/x", "r/pub"):
         p.publish(t, t.encode(), qos=1)
     got = c.expect(2)
-    assert topics_of(got) == ["a/x", "r/pub"], got
+    assert sorted(topics_of(got)) == ["a/x", "r/pub"], got
     c.expect_none(0.5)
     assert_no_secrets(b, files)
 
@@ -760,7 +764,7 @@ def test_sighup_applies_the_new_acl_to_connected_clients(broker_factory, files, 
     assert raw_publish(r, "b/x", b"1", 1, 1) == 0
     assert raw_publish(r, "c/x", b"1", 1, 2) == 0   # not readable yet
     assert raw_publish(r, "a/x", b"1", 1, 3) == 0
-    assert topics_of(c.expect(2)) == ["b/x", "a/x"]
+    assert sorted(topics_of(c.expect(2))) == ["a/x", "b/x"]
     files.acl_body = ("user sub\ntopic read a/#\ntopic read c/#\n\n"
                       "user pub\ntopic write a/#\ntopic write b/#\ntopic write c/#\n")
     files.reload(b)
@@ -770,7 +774,7 @@ def test_sighup_applies_the_new_acl_to_connected_clients(broker_factory, files, 
     assert raw_publish(r, "c/x", b"2", 1, 6) == 0     # read granted
     assert raw_publish(r, "a/x", b"2", 1, 7) == 0
     got = c.expect(2)
-    assert [(m.topic, m.payload) for m in got] == [("c/x", b"2"), ("a/x", b"2")], got
+    assert sorted((m.topic, m.payload) for m in got) == [("a/x", b"2"), ("c/x", b"2")], got
     c.expect_none(0.5)
     assert_no_secrets(b, files)
 
@@ -809,7 +813,6 @@ def test_an_acl_file_that_fails_to_parse_on_sighup_keeps_the_previous_one(broker
 def test_acl_file_that_fails_to_parse_at_start_stops_the_broker(files):
     """An acl_file that does not parse at start is a configuration error naming file:line (the
     broker must not start with a half-read ACL)."""
-    from helpers_limits import run_broker_once
     files.user("sub")
     files.acl.write_text("user sub\ntopic read a/#\nfrobnicate\n")
     conf = (f"listener 0 127.0.0.1\nallow_anonymous false\npassword_file {files.passwd}\n"
@@ -817,6 +820,7 @@ def test_acl_file_that_fails_to_parse_at_start_stops_the_broker(files):
     rc, text, _ = run_broker_once(conf, ["-v"], timeout=10)
     assert rc != 0, text
     assert re.search(re.escape(str(files.acl)) + r":3\b", text), text
+    assert not [x for x in files.secrets | files.hashes if x in text], "a secret in the output"
 
 
 # ============================================================================================
@@ -845,7 +849,7 @@ def test_anonymous_section_and_user_sections(broker_factory, files):
     alice.publish("alice/x", b"to-alice", qos=1)  # alice has no write on alice/x: dropped
     anon.publish("anon/in", b"anon", qos=1)
     got = anon.expect(2)
-    assert [m.payload for m in got] == [b"alice", b"anon"], got
+    assert sorted(m.payload for m in got) == [b"alice", b"anon"], got
     anon.expect_none(0.3)
     alice.expect_none(0.2)
     assert_no_secrets(b, files)
@@ -868,7 +872,7 @@ def test_access_defaults_and_deny_precedence(broker_factory, files):
     for t in ("x/secret", "read", "x/a", "spaced/topic name"):
         c2.publish(t, t.encode(), qos=1)
     got = c.expect(3)
-    assert topics_of(got) == ["read", "x/a", "spaced/topic name"], got
+    assert sorted(topics_of(got)) == ["read", "spaced/topic name", "x/a"], got
     c.expect_none(0.3)
     assert_no_secrets(b, files)
 
@@ -990,7 +994,7 @@ def test_regex_entries(broker_factory, files, version):
               "sensors/12/temp", "sensors/3/humidity"):
         p.publish(t, t.encode(), qos=1)
     got = c2.expect(2)
-    assert topics_of(got) == ["sensors/12/temp", "sensors/3/humidity"], got
+    assert sorted(topics_of(got)) == ["sensors/12/temp", "sensors/3/humidity"], got
     c2.expect_none(0.3)
     watch = login(b, files, "watch", version)
     assert codes(watch, "cmd/#") == [1]
@@ -1140,7 +1144,6 @@ def test_packets_pipelined_behind_a_connect_wait_for_its_password_check(broker_f
     """CONNECT, SUBSCRIBE and PUBLISH sent in one write, with a 210000-iteration entry (the check
     runs on a worker): the broker answers CONNACK first (3.1.1 [MQTT-3.2.0-1]) and then handles
     the SUBSCRIBE and PUBLISH as usual, under the client's ACL."""
-    from helpers import connect_packet, publish_packet, subscribe_packet, SUBACK, CONNACK
     files.user("slow", iterations=SLOW_ITER)
     files.user("watch")
     acl = "user slow\ntopic readwrite s/#\n\nuser watch\ntopic read #\n"
@@ -1177,7 +1180,6 @@ def test_packets_pipelined_behind_a_refused_connect_are_never_processed(broker_f
     """CONNECT with a wrong password (or an unknown user) followed at once by SUBSCRIBE and a
     retained PUBLISH: the broker answers CONNACK rc 4, closes, and acts on none of the pipelined
     packets (no delivery, nothing retained)."""
-    from helpers import connect_packet, publish_packet, subscribe_packet
     files.user("slow", iterations=SLOW_ITER)
     files.user("watch")
     b = files.start(broker_factory)   # no ACL: everything would be allowed once connected
@@ -1217,11 +1219,30 @@ def test_a_refused_connect_does_not_take_over_a_session(broker_factory, files, v
     assert_no_secrets(b, files)
 
 
+def test_shared_group_message_goes_to_a_member_that_may_read_it(broker_factory, files):
+    """A $share group whose members have different read rights: each message goes to a member
+    that may read it, never to one that may not (which would lose it for the whole group)."""
+    acl = ("user wide\ntopic read s/#\n\nuser narrow\ntopic read s/open/#\n\n"
+           "user pub\ntopic write #\n")
+    for u in ("wide", "narrow", "pub"):
+        files.user(u)
+    b = files.start(broker_factory, acl=acl)
+    wide, narrow = login(b, files, "wide"), login(b, files, "narrow")
+    assert codes(wide, "$share/g/s/#") == [1]
+    assert codes(narrow, "$share/g/s/#") == [1]
+    p = login(b, files, "pub")
+    for i in range(10):
+        p.publish("s/secret", b"secret%d" % i, qos=1)
+    got = sorted(m.payload for m in wide.expect(10))
+    assert got == sorted(b"secret%d" % i for i in range(10))
+    narrow.expect_none(0.3)
+    assert_no_secrets(b, files)
+
+
 def test_connections_closed_while_their_password_check_runs(broker_factory, files):
     """Clients that close their socket while their (slow) password check is still running, with
     right and wrong passwords: the outcome is discarded, the broker stays up, other clients are
     served, and the same user can log in afterwards."""
-    from helpers import connect_packet
     files.user("slow", iterations=SLOW_ITER)
     files.user("fast")
     b = files.start(broker_factory)
@@ -1244,7 +1265,6 @@ def test_v5_topic_alias_publishes_are_checked_on_the_resolved_topic(broker_facto
     checked on the topic the alias stands for. Alias 1 -> allowed/a is usable; after alias 1 is
     re-mapped by a refused PUBLISH to forbidden/x, an alias-only PUBLISH is either refused (0x87,
     the mapping changed) or goes to allowed/a (it did not) - forbidden/x is never delivered."""
-    from helpers import P_TOPIC_ALIAS
     files.user("pub")
     files.user("watch")
     b = files.start(broker_factory, acl=PUB_ACL)
@@ -1267,8 +1287,77 @@ def test_v5_topic_alias_publishes_are_checked_on_the_resolved_topic(broker_facto
     assert rc in (0, 0x87), rc
     assert raw_publish(r, "allowed/marker", b"5", 1, 5) == 0
     got = watch.expect(2 if rc == 0 else 1)
-    assert [(m.topic, m.payload) for m in got] == \
+    assert sorted((m.topic, m.payload) for m in got) == \
         ([("allowed/a", b"4")] if rc == 0 else []) + [("allowed/marker", b"5")], got
     watch.expect_none(0.3)
     assert r.is_open()
+    assert_no_secrets(b, files)
+
+
+# ============================================================================================
+# listeners: per_listener_settings and mount_point
+# ============================================================================================
+
+class _Port:
+    """host/port of one of a broker's listeners (for Client / RawClient)."""
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+
+
+def test_per_listener_settings_give_each_listener_its_own_files(broker_factory, files):
+    """per_listener_settings true (as in Mosquitto): allow_anonymous, password_file and
+    acl_file after a `listener` line apply to that listener only. Listener 1: alice (file A),
+    no anonymous, ACL A; listener 2: bob (file B), anonymous allowed, no ACL."""
+    files.user("alice")
+    other = AuthFiles(files.dir / "second")
+    other.dir.mkdir()
+    other.user("bob")
+    files.acl_body = "user alice\ntopic read a/#\n"
+    files.write_acl(files.acl_body)
+    files.user("probe")
+    conf = (f"per_listener_settings true\nallow_anonymous false\npassword_file {files.passwd}\n"
+            f"acl_file {files.acl}\n"
+            f"listener 0 127.0.0.1\nallow_anonymous true\npassword_file {other.passwd}\n")
+    b = broker_factory(conf)
+    assert len(b.ports) == 2, b.ports
+    l1 = _Port(b.host, b.ports[0][1])
+    l2 = _Port(b.host, b.ports[1][1])
+    assert connack(l1, 4, "alice", files.creds["alice"]) == 0
+    assert connack(l1, 4, "bob", other.creds["bob"]) == 4
+    assert connack(l1, 4) == 5
+    assert connack(l2, 4, "bob", other.creds["bob"]) == 0
+    assert connack(l2, 4, "alice", files.creds["alice"]) == 4
+    assert connack(l2, 4) == 0
+    a = Client(l1, username="alice", password=files.creds["alice"])
+    assert codes(a, "a/x", "b/x") == [1, 0x80]
+    bob = Client(l2, username="bob", password=other.creds["bob"])
+    assert codes(bob, "a/x", "b/x") == [1, 1]
+    files.secrets |= other.secrets
+    files.hashes |= other.hashes
+    assert_no_secrets(b, files)
+
+
+@VERSIONS
+def test_acl_applies_to_the_topic_with_the_mount_point(broker_factory, files, version):
+    """On a listener with mount_point, the ACL sees the final topic (mount point included):
+    `topic readwrite t1/in/#` lets a client of that listener publish to in/x and subscribe to
+    in/#; publishing to x (t1/x) and subscribing to secret/# (t1/secret/#) are refused."""
+    acl = "user u\ntopic readwrite t1/in/#\ntopic read t1/out/#\n\nuser watch\ntopic read #\n"
+    files.user("u")
+    files.user("watch")
+    b = files.start(broker_factory, acl=acl, extra="mount_point t1/")
+    c = login(b, files, "u", version)
+    no = SUB_REFUSED[version]
+    assert codes(c, "in/#", "out/#", "secret/#", "t1/in/#") == [1, 1, no, no]
+    watch = login(b, files, "watch", version)  # same listener: sees topics without t1/
+    assert codes(watch, "#") == [1]
+    r = raw_login(b, files, "u", version)
+    forbidden_rc = 0x87 if version == 5 else 0
+    assert raw_publish(r, "x", b"no", 1, 1) == forbidden_rc
+    assert raw_publish(r, "out/x", b"no", 1, 2) == forbidden_rc  # read only
+    assert raw_publish(r, "in/x", b"yes", 1, 3) == 0
+    m = watch.expect_one()
+    assert (m.topic, m.payload) == ("in/x", b"yes"), m
+    watch.expect_none(0.3)
     assert_no_secrets(b, files)
