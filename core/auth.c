@@ -1,7 +1,8 @@
 /* Password and ACL tables of the config's files, reload, and the password-check worker: one
  * thread takes jobs from a queue, runs PBKDF2 and hands results back through an eventfd the
  * loop watches. Jobs carry copies (no pointer into a table a reload may free); a result whose
- * connection closed meanwhile is discarded. */
+ * connection closed meanwhile is discarded. Two workers (the machine's cores): a storm of wrong
+ * passwords delays other fresh logins less, and never the loop. */
 #include "auth.h"
 
 #include <pthread.h>
@@ -21,6 +22,8 @@
 #include "util/alloc.h"
 #include "util/crypto.h"
 #include "util/err.h"
+
+#define AUTH_WORKERS 2
 
 /* One file and its current table. */
 struct auth_file {
@@ -47,7 +50,7 @@ struct auth {
     auth_done_fn done;
     struct auth_file *files;
     size_t count;
-    pthread_t thread;
+    pthread_t threads[AUTH_WORKERS];
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct job *todo, *todo_tail; /* guarded by lock */
@@ -170,8 +173,11 @@ int auth_open(struct broker *b, auth_done_fn done)
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->wake, NULL);
     a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (a->efd < 0 || pthread_create(&a->thread, NULL, worker, a) != 0)
-        panic("cannot start the password worker");
+    if (a->efd < 0)
+        panic("cannot create the password workers' eventfd");
+    for (int i = 0; i < AUTH_WORKERS; i++)
+        if (pthread_create(&a->threads[i], NULL, worker, a) != 0)
+            panic("cannot start a password worker");
     a->ev = event_new(b->base, a->efd, EV_READ | EV_PERSIST, on_results, a);
     event_add(a->ev, NULL);
     return 0;
@@ -185,9 +191,10 @@ void auth_close(struct broker *b)
     if (a->ev) {
         pthread_mutex_lock(&a->lock);
         a->stop = true;
-        pthread_cond_signal(&a->wake);
+        pthread_cond_broadcast(&a->wake);
         pthread_mutex_unlock(&a->lock);
-        pthread_join(a->thread, NULL);
+        for (int i = 0; i < AUTH_WORKERS; i++)
+            pthread_join(a->threads[i], NULL);
         event_free(a->ev);
         close(a->efd);
         for (struct job *j = a->todo, *n; j; j = n) {
