@@ -59,7 +59,9 @@ struct hooks_sub {
     uint8_t options;     /* MQTT 5 subscription options byte */
 };
 
-/* What on_subscribe may change: the filter and group (rewrite) and the granted QoS. */
+/* What on_subscribe may change: the filter and group (rewrite) and the granted QoS. A number or
+ * a rewrite comes back with verdict HOOKS_PASS and these fields set: the ACL file still checks
+ * the result; HOOKS_ACCEPT grants it without the ACL file. */
 struct hooks_sub_answer {
     struct hooks_answer a;
     int max_qos;         /* -1: unchanged, else grant at most this */
@@ -67,10 +69,12 @@ struct hooks_sub_answer {
     char *share;         /* rewritten group (malloc'd), or NULL */
 };
 
-/* The outcome of on_publish: the messages to route instead of the original. */
+/* The outcome of on_publish: the messages to route instead of the original. A drop because a
+ * rule was aborted (on_error "drop") comes back as HOOKS_REFUSE with reason 0x80. */
 struct hooks_publish_answer {
-    struct hooks_answer a;  /* PASS: route `out` (which may be just the original) */
-    struct msg **out;       /* new references, owned by the caller after the call */
+    struct hooks_answer a;  /* PASS: route `out` (which may be just the original, re-referenced) */
+    struct msg **out;       /* malloc'd by the engine; the caller owns the array (free()) and
+                             * one reference to each message */
     size_t out_count;
 };
 
@@ -87,8 +91,10 @@ struct hooks {
     void (*on_publish)(void *ctx, struct msg *m, const struct hooks_client *from, unsigned hop,
                        struct hooks_publish_answer *out);
     /* Returns the message to deliver (m itself with a new reference, or a changed copy), or NULL
-     * to withhold it from this subscriber. */
-    struct msg *(*on_deliver)(void *ctx, struct msg *m, const struct hooks_client *to);
+     * to withhold it from this subscriber. `filter` is the subscription it matched (without a
+     * $share/GROUP/ prefix): a changed topic must still match it (RULES-API). */
+    struct msg *(*on_deliver)(void *ctx, struct msg *m, const struct hooks_client *to,
+                              const char *filter, size_t filter_len);
     void (*on_disconnect)(void *ctx, const struct hooks_client *c, const char *reason);
     /* Frees what on_connect stored in *attrs_out. */
     void (*client_free)(void *ctx, void *attrs);

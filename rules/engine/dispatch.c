@@ -693,7 +693,7 @@ void engine_hooks(struct engine *e, struct hooks *out)
     out->on_connect = engine_on_connect;
     out->on_subscribe = engine_on_subscribe;
     out->on_publish = engine_on_publish;
-    out->on_deliver = engine_on_deliver;
+    out->on_deliver = engine_on_deliver_filter;
     out->on_disconnect = engine_on_disconnect;
     out->client_free = engine_client_free;
 }
