@@ -4,7 +4,6 @@
  * messages on subscribe. Takes message references only through session_deliver/retain_set. */
 #include "router.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +17,7 @@
 #include "subtree.h"
 #include "topic.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 /* One receiving session of the message being routed. */
@@ -147,15 +147,20 @@ static void deliver_to_group(struct route *r, struct subtree_group *g,
     if (!sub)
         return;
     struct session *s = sub->owner;
-    char share[512];
-    int n = snprintf(share, sizeof share, "$share/%s/%s", g->name, g->filter);
+    /* the delivery remembers its group, to go to another member if s's session ends (§4.8.2) */
+    struct buf share;
+    buf_init(&share);
+    buf_append(&share, "$share/", 7);
+    buf_append(&share, g->name, strlen(g->name));
+    buf_append(&share, "/", 1);
+    buf_append(&share, g->filter, strlen(g->filter));
     uint8_t qos = min_u8(CODEC_SUBOPT_QOS(sub->options), r->m->qos);
     bool retain = (sub->options & CODEC_SUBOPT_RAP) && r->m->retain;
-    const char *sh = (n > 0 && (size_t)n < sizeof share) ? share : NULL;
-    if (session_deliver(s, r->m, qos, retain, &sub->sub_id, sub->sub_id ? 1 : 0, sh,
-                        sh ? (size_t)n : 0) &&
+    if (session_deliver(s, r->m, qos, retain, &sub->sub_id, sub->sub_id ? 1 : 0,
+                        (const char *)share.data, share.len) &&
         r->ha)
         session_hold_ack(s, r->ha);
+    buf_fini(&share);
 }
 
 static void on_group(void *arg, struct subtree_group *g)
