@@ -70,19 +70,6 @@ struct sbuf {
     size_t len;
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- matching one entry ------------------------------------------------------------------- */
 
 /* 1 match, 0 no match, -1 the regex engine failed (limit hit, bad UTF-8). */
@@ -705,7 +692,7 @@ int acl_load_buffer(struct acl **out, const char *name, const char *data, size_t
                     size_t errlen)
 {
     if (len > ACL_FILE_MAX) {
-        errf(err, errlen, "%s: file larger than %u bytes", name, ACL_FILE_MAX);
+        err_printf(err, errlen, "%s: file larger than %u bytes", name, ACL_FILE_MAX);
         return TIDE_ETOOBIG;
     }
     struct acl *a = xcalloc(1, sizeof(*a));
@@ -727,7 +714,7 @@ int acl_load_buffer(struct acl **out, const char *name, const char *data, size_t
         pos += n + (nl ? 1 : 0);
         lineno++;
         if (parse_line(a, &cur, line, n, why, sizeof(why)) != 0) {
-            errf(err, errlen, "%s:%zu: %s", name, lineno, why);
+            err_printf(err, errlen, "%s:%zu: %s", name, lineno, why);
             acl_free(a);
             return TIDE_EINVAL;
         }

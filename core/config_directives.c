@@ -155,20 +155,29 @@ static int h_value(struct config_pstate *st, const struct config_directive *d, c
 
 /* ---- special handlers ---- */
 
-static int h_listener(struct config_pstate *st, const struct config_directive *d, char *v)
+/* "PORT [ADDRESS]" (listener, http_listener): sets *port and *addr (NULL when absent). */
+static int port_and_address(struct config_pstate *st, char *v, uint64_t *port, char **addr)
 {
     static const char form[] = "a port from 0 to 65535 and an optional address";
+    char *p = config_next_tok(&v);
+    *addr = config_next_tok(&v);
+    if (!p || (*v && *v != '#'))
+        return config_bad(st, form, st->raw);
+    if (!config_parse_uint(p, 0, 65535, port))
+        return config_bad(st, form, p);
+    return 0;
+}
+
+static int h_listener(struct config_pstate *st, const struct config_directive *d, char *v)
+{
     struct config *c = st->c;
-    char *port, *addr;
+    char *addr;
     uint64_t n;
 
     (void)d;
-    port = config_next_tok(&v);
-    addr = config_next_tok(&v);
-    if (!port || (*v && *v != '#'))
-        return config_bad(st, form, st->raw);
-    if (!config_parse_uint(port, 0, 65535, &n))
-        return config_bad(st, form, port);
+    int rc = port_and_address(st, v, &n, &addr);
+    if (rc != 0)
+        return rc;
     c->listeners = xrealloc(c->listeners, (c->listener_count + 1) * sizeof(*c->listeners));
     config_listener_init(&c->listeners[c->listener_count], (uint16_t)n, st->file, st->line);
     if (addr)
@@ -420,18 +429,14 @@ static int h_proxy_trusted(struct config_pstate *st, const struct config_directi
 
 static int h_http_listener(struct config_pstate *st, const struct config_directive *d, char *v)
 {
-    static const char form[] = "a port from 0 to 65535 and an optional address";
     struct config *c = st->c;
-    char *port, *addr;
+    char *addr;
     uint64_t n;
 
     (void)d;
-    port = config_next_tok(&v);
-    addr = config_next_tok(&v);
-    if (!port || (*v && *v != '#'))
-        return config_bad(st, form, st->raw);
-    if (!config_parse_uint(port, 0, 65535, &n))
-        return config_bad(st, form, port);
+    int rc = port_and_address(st, v, &n, &addr);
+    if (rc != 0)
+        return rc;
     if (c->http_port || c->http_address)
         return config_fail(st, "http_listener: set twice");
     c->http_port = (uint16_t)n;

@@ -37,19 +37,6 @@ struct passwd {
     unsigned char key[CACHE_KEY_LEN];
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
@@ -201,13 +188,13 @@ int passwd_load_buffer(struct passwd **out, const char *name, const char *data, 
                        char *err, size_t errlen)
 {
     if (len > PASSWD_FILE_MAX) {
-        errf(err, errlen, "%s: file larger than %u bytes", name, PASSWD_FILE_MAX);
+        err_printf(err, errlen, "%s: file larger than %u bytes", name, PASSWD_FILE_MAX);
         return TIDE_ETOOBIG;
     }
     struct passwd *pw = xcalloc(1, sizeof(*pw));
     hmap_init(&pw->by_user);
     if (crypto_random(pw->key, sizeof(pw->key)) != 0) {
-        errf(err, errlen, "%s: no randomness available for the verification cache", name);
+        err_printf(err, errlen, "%s: no randomness available for the verification cache", name);
         passwd_free(pw);
         return TIDE_EIO;
     }
@@ -235,14 +222,14 @@ int passwd_load_buffer(struct passwd **out, const char *name, const char *data, 
             why = "NUL byte in user name";
         }
         if (rc == 1 && find(pw, user, ulen)) {
-            errf(err, errlen, "%s:%zu: duplicate user '%.*s'", name, lineno, (int)ulen, user);
+            err_printf(err, errlen, "%s:%zu: duplicate user '%.*s'", name, lineno, (int)ulen, user);
             passwd_free(pw);
             return TIDE_EINVAL;
         }
         if (rc == 1)
             rc = passwd_parse_hash(hash, hlen, &chk, &why);
         if (rc < 0) {
-            errf(err, errlen, "%s:%zu: %s", name, lineno, why);
+            err_printf(err, errlen, "%s:%zu: %s", name, lineno, why);
             passwd_free(pw);
             return TIDE_EINVAL;
         }

@@ -3,10 +3,21 @@
 #include "proto.h"
 
 #include "codec.h"
+#include "config.h"
 #include "conn.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "broker.h"
+
+bool proto_user_props_ok(struct broker *b, const struct codec_props *p)
+{
+    const struct config *cfg = b->cfg;
+    if ((!cfg->max_user_properties || p->user_count <= cfg->max_user_properties) &&
+        (!cfg->max_user_properties_bytes || p->user_bytes <= cfg->max_user_properties_bytes))
+        return true;
+    b->stats.refused_user_properties++;
+    return false;
+}
 
 uint8_t proto_reason(int err)
 {

@@ -7,7 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct broker;
 struct codec_packet;
+struct codec_props;
 struct codec_connect;
 struct codec_publish;
 struct codec_ack;
@@ -17,6 +19,10 @@ struct conn;
 
 /* Handles one decoded packet from c (dispatch by type). 0, or a TIDE_E* error. */
 int proto_handle(struct conn *c, struct codec_packet *p);
+
+/* True if p's user properties are within max_user_properties (count and bytes); a refusal is
+ * counted in refused_user_properties. */
+bool proto_user_props_ok(struct broker *b, const struct codec_props *p);
 
 /* The MQTT 5 reason code for a TIDE_E* error (DISCONNECT/CONNACK). */
 uint8_t proto_reason(int err);

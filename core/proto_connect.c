@@ -41,13 +41,6 @@ void proto_connect_refuse(struct conn *c, uint8_t version, int err)
     conn_close(c, 0, tide_strerror(err));
 }
 
-static bool user_props_ok(const struct broker *b, const struct codec_props *p)
-{
-    const struct config *cfg = b->cfg;
-    return (!cfg->max_user_properties || p->user_count <= cfg->max_user_properties) &&
-           (!cfg->max_user_properties_bytes || p->user_bytes <= cfg->max_user_properties_bytes);
-}
-
 /* An identifier for a client that sent none (v5 Assigned Client Identifier [MQTT-3.1.3-7]). */
 static void assign_client_id(char *out, size_t size)
 {
@@ -73,10 +66,8 @@ static int check_will(const struct conn *c, const struct codec_connect *p)
     }
     if (p->will_retain && !cfg->retain_available)
         return TIDE_ERETAIN; /* [MQTT-3.2.2-13] */
-    if (!user_props_ok(c->b, &p->will_props)) {
-        c->b->stats.refused_user_properties++;
+    if (!proto_user_props_ok(c->b, &p->will_props))
         return TIDE_EQUOTA;
-    }
     return 0;
 }
 
@@ -289,8 +280,7 @@ int proto_connect(struct conn *c, struct codec_connect *p)
         rc = TIDE_EAUTHMETHOD; /* no enhanced authentication methods yet */
         goto refuse;
     }
-    if (!user_props_ok(b, &p->props)) {
-        b->stats.refused_user_properties++;
+    if (!proto_user_props_ok(b, &p->props)) {
         rc = TIDE_EQUOTA;
         goto refuse;
     }

@@ -134,10 +134,7 @@ int proto_publish(struct conn *c, struct codec_publish *p)
         ack_unrouted(c, p, 0x87); /* clients may not publish to $SYS or $share */
         return 0;
     }
-    if (!((!cfg->max_user_properties || p->props.user_count <= cfg->max_user_properties) &&
-          (!cfg->max_user_properties_bytes ||
-           p->props.user_bytes <= cfg->max_user_properties_bytes))) {
-        b->stats.refused_user_properties++;
+    if (!proto_user_props_ok(b, &p->props)) {
         ack_unrouted(c, p, 0x97);
         return 0;
     }

@@ -45,12 +45,6 @@ static uint8_t check_filter(const char *f, size_t len, const char **group, size_
     return 0;
 }
 
-static bool user_props_ok(const struct config *cfg, const struct codec_props *p)
-{
-    return (!cfg->max_user_properties || p->user_count <= cfg->max_user_properties) &&
-           (!cfg->max_user_properties_bytes || p->user_bytes <= cfg->max_user_properties_bytes);
-}
-
 int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
 {
     struct broker *b = c->b;
@@ -58,9 +52,7 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
     struct session *s = c->s;
     bool v5 = c->version == MQTT_V5;
     uint32_t sub_id = CODEC_HAS(&sp->props, CODEC_PROP_SUBSCRIPTION_ID) ? sp->props.sub_id : 0;
-    bool props_ok = user_props_ok(cfg, &sp->props);
-    if (!props_ok)
-        b->stats.refused_user_properties++;
+    bool props_ok = proto_user_props_ok(b, &sp->props);
 
     uint8_t *codes = xmalloc(sp->count);
     struct pending_retained *retained = xmalloc(sp->count * sizeof *retained);

@@ -243,10 +243,6 @@ static uint16_t next_packet_id(struct session *s)
 static void send_now(struct session *s, struct delivery *d)
 {
     struct conn *c = s->conn;
-    if (!may_read(s, d->m)) {
-        delivery_fini(d);
-        return;
-    }
     if (d->qos == 0) {
         conn_send_publish(c, d->m, 0, d->retain, false, 0, delivery_sub_ids(d), d->sub_id_count);
         delivery_fini(d);
@@ -283,6 +279,10 @@ void session_pump(struct session *s)
         s->queued_bytes -= d.m->payload_len;
         if (msg_expired(d.m, now)) {
             s->b->stats.dropped_expired++;
+            delivery_fini(&d);
+            continue;
+        }
+        if (!may_read(s, d.m)) { /* the permission now, not when it was queued */
             delivery_fini(&d);
             continue;
         }
@@ -323,7 +323,7 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     }
 
     struct delivery d = {.m = msg_retain(m), .qos = qos, .retain = retain,
-                         .from_qos0 = from_qos0, .state = DELIVERY_QUEUED,
+                         .state = DELIVERY_QUEUED,
                          .sub_id_count = (uint16_t)sub_id_count};
     if (sub_id_count == 1)
         d.sub_id = sub_ids[0];

@@ -20,7 +20,6 @@ struct delivery {
     struct msg *m;        /* holds a reference */
     uint8_t qos;          /* effective QoS for this subscriber */
     bool retain;          /* retain flag to send */
-    bool from_qos0;       /* published at QoS 0: may be dropped when congested */
     uint8_t state;        /* DELIVERY_QUEUED, _WAIT_ACK (PUBACK/PUBREC), _WAIT_COMP */
     uint16_t packet_id;
     uint16_t sub_id_count;

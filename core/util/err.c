@@ -1,6 +1,19 @@
 /* Human texts for the shared error codes. */
 #include "util/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
+void err_printf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 const char *tide_strerror(int err)
 {
     switch (err) {

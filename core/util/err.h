@@ -3,6 +3,8 @@
 #ifndef TIDE_UTIL_ERR_H
 #define TIDE_UTIL_ERR_H
 
+#include <stddef.h>
+
 enum {
     TIDE_OK = 0,
     TIDE_EPARTIAL = -1,   /* need more bytes */
@@ -30,5 +32,9 @@ enum {
 
 /* Returns a static, human text for a TIDE_E* code. */
 const char *tide_strerror(int err);
+
+/* Formats an error message into err[0..errlen) for loaders that report "file:line: why"; does
+ * nothing when err is NULL or errlen is 0. */
+void err_printf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif
