@@ -13,10 +13,13 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "connect_rate.h"
+#include "hooks.h"
 #include "listener.h"
 #include "log.h"
 #include "msg.h"
 #include "proto.h"
+#include "proxy.h"
 #include "retain.h"
 #include "router.h"
 #include "session.h"
@@ -57,6 +60,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     conn_check_timeouts(b, broker_now_ms());
 }
 
+static void on_rate_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct broker *b = arg;
+    connect_rate_sweep(b->connect_rate, broker_now_ms());
+}
+
 struct broker *broker_new(struct config *cfg, struct event_base *base)
 {
     struct broker *b = xcalloc(1, sizeof *b);
@@ -78,19 +89,18 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
         broker_free(b);
         return NULL;
     }
+    if (cfg->connect_rate_per_address) {
+        /* N a second, in bursts of N: CONFIG.md gives the rate alone */
+        b->connect_rate =
+            connect_rate_new(cfg->connect_rate_per_address, cfg->connect_rate_per_address,
+                             CONNECT_RATE_MAX_ADDRESSES);
+        b->rate_sweep = event_new(base, -1, EV_PERSIST, on_rate_sweep, b);
+        struct timeval sweep = {CONNECT_RATE_SWEEP_MS / 1000,
+                                (CONNECT_RATE_SWEEP_MS % 1000) * 1000};
+        event_add(b->rate_sweep, &sweep);
+    }
     b->listeners = xcalloc(cfg->listener_count ? cfg->listener_count : 1, sizeof *b->listeners);
     for (size_t i = 0; i < cfg->listener_count; i++) {
-        const struct config_listener *lc = &cfg->listeners[i];
-        const char *missing = lc->protocol != CONFIG_PROTO_MQTT ? "protocol websockets"
-                              : lc->certfile                   ? "TLS (certfile)"
-                                                               : NULL;
-        if (missing) {
-            /* refuse rather than silently serve something else than what was configured */
-            log_error("listener", "%s:%d: %s is not supported by this build yet",
-                      lc->file ? lc->file : "-", lc->line, missing);
-            broker_free(b);
-            return NULL;
-        }
         struct listener *l = listener_open(b, &cfg->listeners[i]);
         if (!l) {
             broker_free(b);
@@ -100,6 +110,12 @@ struct broker *broker_new(struct config *cfg, struct event_base *base)
     }
     sys_start(b);
     return b;
+}
+
+void broker_reload_tls(struct broker *b)
+{
+    for (size_t k = 0; k < b->listener_count; k++)
+        listener_reload_tls(b->listeners[k]);
 }
 
 void broker_publish_own(struct broker *b, const char *topic, const void *payload, size_t len,
@@ -149,7 +165,10 @@ void broker_shutdown(struct broker *b)
             continue;
         will = msg_restart_expiry(will, broker_now_ms());
         msg_release(&all[k]->will);
-        router_publish(b, will, NULL);
+        if (b->hooks && b->hooks->wants(b->hooks->ctx, will->topic, will->topic_len))
+            router_publish_as(b, will, all[k]); /* wills pass through on_publish (RULES-API) */
+        else
+            router_publish(b, will, NULL);
         msg_release(&will);
     }
     free(all);
@@ -157,6 +176,7 @@ void broker_shutdown(struct broker *b)
     for (size_t k = 0; k < b->listener_count; k++)
         listener_free(b->listeners[k]);
     b->listener_count = 0;
+    proxy_drop_all(b);
     for (struct conn *c = b->conns; c; c = c->next)
         conn_close(c, 0x8B, "server shutdown"); /* v5: DISCONNECT 0x8B Server shutting down */
     b->shutdown_check = event_new(b->base, -1, EV_PERSIST, on_shutdown_check, b);
@@ -177,6 +197,7 @@ void broker_free(struct broker *b)
         listener_free(b->listeners[k]);
     free(b->listeners);
     b->listeners = NULL;
+    proxy_free(b);
     conn_destroy_all(b);
     size_t i = 0;
     struct session *s;
@@ -192,6 +213,9 @@ void broker_free(struct broker *b)
     if (b->sys_timer)
         event_free(b->sys_timer);
     event_free(b->tick_timer);
+    if (b->rate_sweep)
+        event_free(b->rate_sweep);
+    connect_rate_free(b->connect_rate);
     event_free(b->reaper);
     event_free(b->flusher);
     free(b->rbuf);

@@ -13,11 +13,15 @@
 struct auth;
 struct config;
 struct conn;
+struct connect_rate;
 struct event;
 struct event_base;
+struct hooks;
 struct listener;
 struct msg;
+struct proxy;
 struct retain_store;
+struct rules_host;
 struct subtree;
 
 /* The shared read buffer: sockets are read into it and only a partial packet is copied out. */
@@ -52,6 +56,8 @@ struct broker_stats {
     uint64_t refused_qos;             /* QoS above the listener's max_qos */
     uint64_t refused_acl;             /* publish/subscribe/will denied, deliveries withheld */
     uint64_t accept_paused;           /* EMFILE: accepting paused */
+    uint64_t refused_connect_rate;    /* connect_rate_per_address */
+    uint64_t refused_proxy;           /* PROXY header: untrusted source, malformed, too slow */
 };
 
 struct broker {
@@ -73,6 +79,17 @@ struct broker {
     struct subtree *subs;
     struct retain_store *retained;
     struct auth *auth;       /* password and ACL tables, the password worker */
+    struct proxy *proxy;     /* sockets still reading their PROXY header (proxy.c), or NULL */
+    struct connect_rate *connect_rate; /* NULL unless connect_rate_per_address is set */
+    struct event *rate_sweep;          /* forgets refilled connect_rate buckets */
+    /* The rules (core/hooks.h; set by the rules host, which owns them): `hooks` is NULL while no
+     * rule is loaded, so core pays nothing then; `hooks_engine` stays set while an engine exists,
+     * to free the per-client attrs a previous bundle made. */
+    const struct hooks *hooks;
+    const struct hooks *hooks_engine;
+    void (*sys_rules)(void *arg); /* publishes the rules' $SYS figures (INTERFACES.md #2) */
+    void *sys_rules_arg;
+    struct rules_host *rules;     /* the engine's glue (cmd_serve.c owns it; core never uses it) */
 
     struct event *sys_timer;
     struct event *tick_timer; /* deadlines: connect timeout, keepalive, slow consumers */
@@ -97,6 +114,9 @@ struct broker *broker_new(struct config *cfg, struct event_base *base);
  * published, then the loop is asked to exit. */
 void broker_shutdown(struct broker *b);
 void broker_free(struct broker *b);
+/* SIGHUP: rebuilds every TLS listener's context from its certificate files; a listener whose new
+ * files fail keeps serving with the old ones (logged). */
+void broker_reload_tls(struct broker *b);
 
 /* Publishes a message of the broker's own (e.g. $SYS) to subscribers: takes no reference from the
  * caller's point of view (the caller keeps its own). */

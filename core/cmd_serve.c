@@ -16,6 +16,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "rules_host.h"
 
 static unsigned log_mask_of(unsigned types)
 {
@@ -54,6 +55,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_notice("broker", "SIGHUP: reloading the password and ACL files");
         auth_reload(b);
+        broker_reload_tls(b);
+        if (b->rules)
+            rules_host_reload(b->rules, "SIGHUP");
         return;
     }
     broker_shutdown(b);
@@ -64,12 +68,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
  * name of the first one configured, or NULL. */
 static const char *unserved_directive(const struct config *cfg)
 {
-    for (size_t i = 0; i < cfg->listener_count; i++) {
-        if (cfg->listeners[i].proxy_protocol)
-            return "proxy_protocol";
-    }
-    if (cfg->connect_rate_per_address)
-        return "connect_rate_per_address";
     if (cfg->sink_count)
         return "sink";
     if (cfg->plugin_count)
@@ -79,17 +77,6 @@ static const char *unserved_directive(const struct config *cfg)
     if (cfg->http_port)
         return "http_listener";
     return NULL;
-}
-
-static void note_rules_dir(const struct config *cfg)
-{
-    const char *dir = cfg->rules_dir ? cfg->rules_dir : "rules";
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        log_notice("rules", "rules directory %s does not exist: no rules", dir);
-    else
-        log_notice("rules", "rules directory %s: rules are not run by the broker yet; check and "
-                            "test them offline with `tidemq rules check|test %s`", dir, dir);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -165,6 +152,9 @@ int cmd_serve(int argc, char **argv)
                  cfg.persistence_location ? cfg.persistence_location : "disk");
 
     signal(SIGPIPE, SIG_IGN);
+    /* A SIGHUP that arrives before the event loop's handler is installed (right after the
+     * listeners open) must not kill the broker: ignore it until then. */
+    signal(SIGHUP, SIG_IGN);
     uint64_t capacity = raise_fd_limit();
     struct event_base *base = event_base_new();
     if (!base) {
@@ -172,15 +162,24 @@ int cmd_serve(int argc, char **argv)
         config_fini(&cfg);
         return 1;
     }
-    note_rules_dir(&cfg);
+    /* the rules load before any listener opens: a bundle that fails stops the broker here */
+    struct rules_host *rules = rules_host_new(&cfg, base);
+    if (!rules) {
+        event_base_free(base);
+        config_fini(&cfg);
+        log_close();
+        return 1;
+    }
     struct broker *b = broker_new(&cfg, base);
     if (!b) {
+        rules_host_free(rules);
         event_base_free(base);
         config_fini(&cfg);
         log_close();
         return 1;
     }
     b->fd_capacity = capacity;
+    rules_host_attach(rules, b);
     log_notice("broker", "tidemq %s running; file descriptor capacity %llu", TIDEMQ_VERSION,
                (unsigned long long)capacity);
     struct event *sigs[3];
@@ -194,6 +193,7 @@ int cmd_serve(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
     broker_free(b);
+    rules_host_free(rules); /* after the sessions: they free their rule attrs through it */
     event_base_free(base);
     config_fini(&cfg);
     log_close();

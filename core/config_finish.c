@@ -187,6 +187,11 @@ static int check_listener(const struct config_listener *l, char *err, size_t err
             return finish_fail(err, errlen, l, "%s needs certfile and keyfile",
                                "use_identity_as_username");
     }
+    if (l->tls_version && !strcmp(l->tls_version, "tlsv1.1"))
+        /* Mosquitto still offers it; OpenSSL 3 allows TLS 1.1 only at security level 0 */
+        return finish_fail(err, errlen, l, "%s",
+                           "tls_version tlsv1.1: OpenSSL 3 does not allow TLS 1.1 at its "
+                           "default security level; use tlsv1.2 or tlsv1.3");
     if (l->require_certificate && !l->cafile && !l->capath)
         return finish_fail(err, errlen, l, "%s needs cafile or capath", "require_certificate");
     if (l->use_identity_as_username && !l->require_certificate)

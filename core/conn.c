@@ -23,11 +23,15 @@
 #include "codec.h"
 #include "auth.h"
 #include "config.h"
+#include "hooks.h"
+#include "listener.h"
 #include "log.h"
 #include "msg.h"
 #include "proto.h"
 #include "session.h"
+#include "tls.h"
 #include "topic.h"
+#include "transport.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -47,6 +51,11 @@
 #define READS_PER_WAKE 4
 /* Smallest allocation for a carried partial packet. */
 #define CARRY_MIN 256
+/* A carried partial packet up to this size is copied into the shared read buffer and read
+ * behind, so a busy connection takes a full buffer per read (reading into the partial packet's
+ * own small buffer took two or three packets per system call, and for TLS as many wake-ups);
+ * a larger one is gathered in its own buffer, sized for the packet. */
+#define CARRY_VIA_RBUF_MAX 4096
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
@@ -67,6 +76,20 @@ static void store_addr(struct conn *c, const struct sockaddr *sa)
 
 const char *conn_addr(const struct conn *c, char *buf)
 {
+    if (c->family == AF_INET) { /* by hand: rules ask for it per message, and glibc's
+                                 * inet_ntop formats IPv4 with sprintf (~0.2 us) */
+        char *p = buf;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = c->addr[i];
+            if (v >= 100)
+                *p++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *p++ = (char)('0' + v / 10 % 10);
+            *p++ = (char)('0' + v % 10);
+            *p++ = i < 3 ? '.' : '\0';
+        }
+        return buf;
+    }
     if (!inet_ntop(c->family, c->addr, buf, 46))
         strcpy(buf, "?");
     return buf;
@@ -78,6 +101,16 @@ const char *conn_addr(const struct conn *c, char *buf)
 struct event *conn_read_event(struct conn *c)
 {
     return (struct event *)((char *)c + CONN_HEAD);
+}
+
+const struct hooks_tls *conn_tls_peer(const struct conn *c)
+{
+    return c->tr ? tls_peer(c->tr) : NULL;
+}
+
+const char *conn_tls_identity(const struct conn *c)
+{
+    return c->tr ? tls_peer_identity(c->tr) : NULL;
 }
 
 static size_t listener_conn_count(const struct broker *b, const struct config_listener *l)
@@ -110,6 +143,14 @@ struct conn *conn_new(struct broker *b, const struct config_listener *lcfg, int 
     store_addr(c, addr);
     c->last_rx_ms = c->last_progress_ms = broker_now_ms();
     c->max_packet_in = cfg->max_connect_packet_size;
+    char a[46];
+    if (listener_transport_new(b, lcfg, fd, conn_addr(c, a), &c->tr) < 0) {
+        log_warn("conn", "refused connection: cannot set up its transport listener=%u",
+                 lcfg->port);
+        evutil_closesocket(fd);
+        free(c);
+        return NULL;
+    }
 
     if (cfg->set_tcp_nodelay && addr->sa_family != AF_UNIX) {
         int one = 1;
@@ -156,7 +197,8 @@ void conn_send(struct conn *c, const void *p, size_t len)
 
 size_t conn_output_pending(const struct conn *c)
 {
-    return c->out ? evbuffer_get_length(c->out) : 0;
+    size_t n = c->out ? evbuffer_get_length(c->out) : 0;
+    return c->tr ? n + transport_pending_out(c->tr) : n;
 }
 
 bool conn_output_congested(const struct conn *c)
@@ -273,7 +315,32 @@ static void finish_close(struct conn *c)
         schedule_reap(c);
         return;
     }
+    transport_shutdown(c->tr); /* TLS close_notify... before the socket's half-close */
     shutdown(c->fd, SHUT_WR);
+}
+
+/* The snake-case reason on_disconnect gets (RULES-API) for conn_close's reason and text. */
+static const char *disconnect_reason(uint8_t reason, const char *why)
+{
+    static const struct {
+        const char *why, *name;
+    } names[] = {
+        {"client disconnected", "normal"},       {"disconnect with will", "will_requested"},
+        {"keepalive timeout", "keepalive_timeout"}, {"session taken over", "session_taken_over"},
+        {"server shutdown", "server_shutdown"},  {"exit", "server_shutdown"},
+        {"closed by peer", "socket_error"},      {"socket error", "socket_error"},
+        {"slow consumer", "kicked"},
+    };
+    for (size_t i = 0; why && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(why, names[i].why) == 0)
+            return names[i].name;
+    if (reason == 0x8D)
+        return "keepalive_timeout";
+    if (reason == 0x8E)
+        return "session_taken_over";
+    if (reason == 0x8B)
+        return "server_shutdown";
+    return "protocol_error";
 }
 
 void conn_close(struct conn *c, uint8_t reason, const char *why)
@@ -310,6 +377,12 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     c->held_count = 0;
     if (c->s) {
         struct session *s = c->s;
+        const struct hooks *h = b->hooks;
+        if (h && was == CONN_ACTIVE) { /* never for a refused connection */
+            struct hooks_client hc;
+            session_hooks_client(s, &hc, a);
+            h->on_disconnect(h->ctx, &hc, disconnect_reason(reason, why));
+        }
         c->s = NULL;
         session_detach(s, c->will_on_close);
     }
@@ -320,6 +393,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
 static void conn_free(struct conn *c)
 {
     struct broker *b = c->b;
+    session_free_attrs(b, &c->rule_attrs);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -338,6 +412,7 @@ static void conn_free(struct conn *c)
         event_free(c->wev);
     if (c->out)
         evbuffer_free(c->out); /* releases shared payload references */
+    transport_free(c->tr);
     evutil_closesocket(c->fd);
     free(c->in);
     if (c->alias_in) {
@@ -378,21 +453,35 @@ void conn_destroy_all(struct broker *b)
 
 /* --- writing --- */
 
+/* Arms the one-shot write event (created when first needed). */
+static void wait_writable(struct conn *c)
+{
+    if (!c->wev)
+        c->wev = event_new(c->b->base, c->fd, EV_WRITE, on_writable, c);
+    event_add(c->wev, NULL);
+}
+
 /* Writes what the socket takes now. Returns false if the connection was closed. */
 static bool write_out(struct conn *c)
 {
-    struct broker *b = c->b;
     if (!c->out)
         return true;
-    while (evbuffer_get_length(c->out)) {
-        int n = evbuffer_write(c->out, c->fd);
+    bool wait_read = false;
+    while (conn_output_pending(c)) {
+        const char *why = NULL;
+        ssize_t n = transport_write(c->tr, c->fd, c->out, &why);
         if (n > 0) {
             c->last_progress_ms = broker_now_ms();
             c->kq_watch = true;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        if (n == TRANSPORT_WANT_WRITE)
             break;
+        if (n == TRANSPORT_WANT_READ) {
+            /* a transport's handshake: on_readable retries the write */
+            wait_read = c->write_wants_read = true;
+            break;
+        }
         /* the peer is gone: what was waiting cannot be delivered */
         evbuffer_drain(c->out, evbuffer_get_length(c->out));
         c->peer_closed = true;
@@ -400,15 +489,14 @@ static bool write_out(struct conn *c)
             schedule_reap(c);
         } else {
             c->will_on_close = true;
-            conn_close(c, 0, "socket error");
+            conn_close(c, 0, why ? why : "socket error");
         }
         return false;
     }
-    size_t left = evbuffer_get_length(c->out);
+    size_t left = conn_output_pending(c);
     if (left) {
-        if (!c->wev)
-            c->wev = event_new(b->base, c->fd, EV_WRITE, on_writable, c);
-        event_add(c->wev, NULL);
+        if (!wait_read)
+            wait_writable(c);
     } else if (c->state == CONN_CLOSING) {
         finish_close(c);
         return false;
@@ -434,9 +522,25 @@ void conn_flush_all(struct broker *b)
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     (void)what;
-    write_out(arg);
+    struct conn *c = arg;
+    if (c->read_wants_write) {
+        /* the transport's read was waiting for this (a handshake reply did not fit) */
+        c->read_wants_write = false;
+        event_add(conn_read_event(c), NULL);
+        on_readable(fd, EV_READ, c);
+    }
+    write_out(c);
+}
+
+/* A transport's read needs the socket writable first: stop watching for input meanwhile (the
+ * socket may stay readable, and retrying the read would only spin) and retry the read from
+ * on_writable. */
+static void read_when_writable(struct conn *c)
+{
+    c->read_wants_write = true;
+    event_del(conn_read_event(c));
+    wait_writable(c);
 }
 
 /* --- reading --- */
@@ -522,14 +626,33 @@ static void carry(struct conn *c, const uint8_t *p, size_t len, size_t need)
     c->in_cap = (uint32_t)cap;
 }
 
-/* A closing connection reads only to see the peer's EOF; what it reads is thrown away. */
+/* Lets a transport that may hold bytes the socket will not announce again be read again soon
+ * (transport.h, "Buffering contract"); a plain socket stays readable by itself. */
+static void read_again(struct conn *c)
+{
+    if (c->tr)
+        event_active(conn_read_event(c), EV_READ, 0);
+}
+
+/* A transport's read may produce output of its own (a WebSocket pong or close frame, its HTTP
+ * handshake answer): have it written with this iteration's flush. */
+static void flush_transport_output(struct conn *c)
+{
+    if (c->tr && transport_pending_out(c->tr))
+        output(c);
+}
+
+/* A closing connection reads only to see the peer's EOF; what it reads is thrown away. It reads
+ * the raw socket (a NULL transport), past TLS or WebSocket framing: those layers said goodbye in
+ * finish_close and have nothing more to decode. */
 static void discard_input(struct conn *c)
 {
     for (int round = 0; round < READS_PER_WAKE; round++) {
-        ssize_t n = read(c->fd, c->b->rbuf, BROKER_RBUF_SIZE);
+        const char *why;
+        ssize_t n = transport_read(NULL, c->fd, c->b->rbuf, BROKER_RBUF_SIZE, &why);
         if (n > 0)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        if (n == TRANSPORT_WANT_READ)
             return;
         c->peer_closed = true;
         if (conn_output_pending(c) == 0)
@@ -556,16 +679,22 @@ static void buffer_input(struct conn *c)
                 c->in_cap = limit;
             c->in = xrealloc(c->in, c->in_cap);
         }
-        ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+        const char *why = NULL;
+        ssize_t n = transport_read(c->tr, c->fd, c->in + c->in_len, c->in_cap - c->in_len, &why);
+        flush_transport_output(c);
         if (n > 0) {
             c->in_len += (uint32_t)n;
             c->b->stats.bytes_received += (uint64_t)n;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        if (n == TRANSPORT_WANT_READ)
             return;
+        if (n == TRANSPORT_WANT_WRITE) {
+            read_when_writable(c);
+            return;
+        }
         c->peer_closed = true;
-        conn_close(c, 0, n == 0 ? "closed by peer" : "socket error");
+        conn_close(c, 0, n == 0 ? "closed by peer" : why);
         return;
     }
 }
@@ -575,6 +704,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct conn *c = arg;
     struct broker *b = c->b;
+    if (c->write_wants_read) {
+        /* the transport's write was waiting for this */
+        c->write_wants_read = false;
+        if (!write_out(c))
+            return;
+    }
     if (c->state == CONN_CLOSING) {
         discard_input(c);
         return;
@@ -587,8 +722,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
          round++) {
         uint8_t *buf;
         size_t have, room;
-        if (c->in_len) {
-            /* a partial packet is waiting: read into its own buffer, growing it as needed */
+        if (c->in_len > 0 && c->in_cap > CARRY_VIA_RBUF_MAX) {
+            /* a large partial packet is waiting: read into its own buffer, growing it as needed */
             if (c->in_len == c->in_cap) {
                 c->in_cap *= 2; /* header still incomplete; bounded by the size check */
                 c->in = xrealloc(c->in, c->in_cap);
@@ -597,11 +732,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             have = c->in_len;
             room = c->in_cap - c->in_len;
         } else {
+            /* nothing or a small partial packet waiting: the shared buffer, behind it (c->in keeps
+             * its copy until a read succeeds) */
             buf = b->rbuf;
-            have = 0;
-            room = BROKER_RBUF_SIZE;
+            have = c->in_len;
+            if (have)
+                memcpy(buf, c->in, have);
+            room = BROKER_RBUF_SIZE - have;
         }
-        ssize_t n = read(fd, buf + have, room);
+        const char *why = NULL;
+        ssize_t n = transport_read(c->tr, fd, buf + have, room, &why);
+        flush_transport_output(c);
         if (n == 0) {
             c->will_on_close = true;
             c->peer_closed = true;
@@ -609,15 +750,24 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            if (n == TRANSPORT_WANT_READ)
                 return;
+            if (n == TRANSPORT_WANT_WRITE) {
+                read_when_writable(c);
+                return;
+            }
             c->will_on_close = true;
             c->peer_closed = true;
-            conn_close(c, 0, "socket error");
+            conn_close(c, 0, why);
             return;
         }
         b->stats.bytes_received += (uint64_t)n;
         have += (size_t)n;
+        if (buf == b->rbuf && c->in) {
+            free(c->in); /* its bytes are at the start of the shared buffer now */
+            c->in = NULL;
+            c->in_len = c->in_cap = 0;
+        }
         size_t need;
         size_t used = process(c, buf, have, &need);
         if (c->state == CONN_CLOSING)
@@ -637,9 +787,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
                 c->in_cap = (uint32_t)need;
             }
         }
-        if ((size_t)n < room || c->state == CONN_AUTH)
-            return; /* the socket is drained, or reading is paused */
+        if ((size_t)n < room && !(c->tr && transport_has_input(c->tr)))
+            return; /* the socket (and the transport) is drained */
+        if (c->state == CONN_AUTH) {
+            read_again(c); /* buffer_input takes what a transport still holds */
+            return;
+        }
     }
+    if (c->state == CONN_NEW || c->state == CONN_ACTIVE)
+        read_again(c); /* yielded for fairness */
 }
 
 void conn_resume(struct conn *c)
@@ -733,6 +889,7 @@ void conn_check_timeouts(struct broker *b, uint64_t now)
                     evbuffer_free(c->out); /* idle connections hold no buffers */
                     c->out = NULL;
                 }
+                transport_idle(c->tr); /* nor do their TLS / WebSocket layers */
             }
             break;
         case CONN_CLOSING:

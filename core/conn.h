@@ -18,6 +18,8 @@ struct held_ack;
 struct msg;
 struct session;
 struct sockaddr;
+struct transport;
+struct hooks_tls;
 
 /* NEW: before CONNECT; AUTH: CONNECT received, its password being checked off the loop (reading
  * paused); ACTIVE: CONNACK sent; CLOSING: on its way out. */
@@ -36,12 +38,14 @@ struct conn {
     struct session *s;          /* NULL until CONNECT succeeds */
     struct event *wev;          /* write event, created when a write first blocks */
     struct evbuffer *out;       /* pending output, NULL when there is none */
+    struct transport *tr;       /* TLS / WebSocket layers (transport.h); NULL: plain TCP */
     uint8_t *in;                /* bytes of a partial packet carried between reads, or NULL */
     char **alias_in;            /* inbound topic aliases, index 1..alias_in_max */
     struct alias_out *alias_out;/* outbound aliases, index 1..alias_out_max */
     struct held_ack **held;     /* acks owed to this publisher and held back */
     void *auth_job;             /* the password check in flight (state AUTH), owned by auth.c */
     uint8_t *pending_connect;   /* the CONNECT packet waiting for that check (owned) */
+    void *rule_attrs;           /* on_connect's attrs until the session takes them (owned) */
     struct conn *next, *prev;   /* broker's list of connections */
     struct conn *reap_next;
     struct conn *flush_next;    /* broker's list of connections with output to write */
@@ -76,6 +80,8 @@ struct conn {
     bool flush_queued, reap_queued;
     bool peer_closed;           /* read saw EOF or an error: nothing more to wait for */
     bool kq_watch;              /* bytes may sit in the kernel's send queue (slow consumers) */
+    bool read_wants_write;      /* the transport's read waits for the socket to be writable */
+    bool write_wants_read;      /* the transport's write waits for the socket to be readable */
     uint32_t kq_last;           /* the kernel send queue length seen at the last tick */
 };
 
@@ -83,6 +89,13 @@ struct conn {
 const char *conn_addr(const struct conn *c, char *buf);
 /* The persistent read event stored right after c. */
 struct event *conn_read_event(struct conn *c);
+/* c's TLS peer for rules and logs: the client certificate's subject and issuer (one-line
+ * RFC 2253 text, "" without a certificate) and whether it was verified against cafile/capath.
+ * NULL when c is not over TLS (or the handshake has not finished). Owned by c's transport. */
+const struct hooks_tls *conn_tls_peer(const struct conn *c);
+/* The common name of c's client certificate when the TLS handshake verified it, else NULL
+ * (use_identity_as_username). Owned by c's transport. */
+const char *conn_tls_identity(const struct conn *c);
 
 /* Takes ownership of fd (a connected socket). Returns the new connection, or NULL if it was refused
  * (and closed) because of a connection limit. */

@@ -82,6 +82,10 @@ struct hooks {
     void *ctx;
     /* True if any rule's match filters could see topic t (C-side trie: no match, no Lua). */
     bool (*wants)(void *ctx, const char *t, size_t len);
+    /* The same, counting only rules with an on_publish / an on_deliver hook: a message no
+     * on_deliver rule sees needs no per-subscriber hook work at all. */
+    bool (*wants_publish)(void *ctx, const char *t, size_t len);
+    bool (*wants_deliver)(void *ctx, const char *t, size_t len);
     void (*on_connect)(void *ctx, const struct hooks_connect *in, struct hooks_answer *out,
                        void **attrs_out);
     void (*on_subscribe)(void *ctx, const struct hooks_client *c, const struct hooks_sub *in,
@@ -99,5 +103,12 @@ struct hooks {
     /* Frees what on_connect stored in *attrs_out. */
     void (*client_free)(void *ctx, void *attrs);
 };
+
+/* True if a rule's on_deliver could see topic t (h may be NULL; wants when the engine has no
+ * wants_deliver). */
+static inline bool hooks_wants_deliver(const struct hooks *h, const char *t, size_t len)
+{
+    return h && (h->wants_deliver ? h->wants_deliver : h->wants)(h->ctx, t, len);
+}
 
 #endif

@@ -15,8 +15,13 @@
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
+#include "connect_rate.h"
 #include "log.h"
+#include "proxy.h"
+#include "tls.h"
+#include "transport.h"
 #include "util/alloc.h"
+#include "ws.h"
 
 #define ACCEPT_PAUSE_MS 1000
 
@@ -25,7 +30,54 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
     (void)evl;
     struct listener *l = arg;
-    conn_new(l->b, l->cfg, fd, addr, addrlen);
+    if (l->cfg->proxy_protocol)
+        proxy_accept(l->b, l->cfg, fd, addr, addrlen); /* admitted once its header is read */
+    else
+        listener_admit(l->b, l->cfg, fd, addr, addrlen);
+}
+
+const char *listener_format_addr(const struct sockaddr *addr, char *host, uint16_t *port)
+{
+    strcpy(host, "?");
+    *port = 0;
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, INET6_ADDRSTRLEN);
+        *port = ntohs(s6->sin6_port);
+    } else if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &s4->sin_addr, host, INET6_ADDRSTRLEN);
+        *port = ntohs(s4->sin_port);
+    }
+    return host;
+}
+
+void listener_admit(struct broker *b, const struct config_listener *lcfg, int fd,
+                    const struct sockaddr *addr, int addrlen)
+{
+    if (b->connect_rate) {
+        /* before reading anything: a storm from one address costs an accept and a close */
+        enum connect_rate_verdict v = connect_rate_check(b->connect_rate, addr, broker_now_ms());
+        char host[INET6_ADDRSTRLEN];
+        uint16_t port;
+        if (v == CONNECT_RATE_REFUSE_FIRST)
+            log_notice("listener",
+                       "refused connection addr=%s listener=%u reason=over "
+                       "connect_rate_per_address (further refusals of this address are not logged "
+                       "until one of its connections is allowed)",
+                       listener_format_addr(addr, host, &port), lcfg->port);
+        if (v == CONNECT_RATE_UNTRACKED_FIRST)
+            log_warn("listener",
+                     "connect_rate_per_address: %d addresses tracked, the most there "
+                     "can be; new addresses are not limited until some are forgotten",
+                     CONNECT_RATE_MAX_ADDRESSES);
+        if (v == CONNECT_RATE_REFUSE || v == CONNECT_RATE_REFUSE_FIRST) {
+            b->stats.refused_connect_rate++;
+            evutil_closesocket(fd);
+            return;
+        }
+    }
+    conn_new(b, lcfg, fd, addr, addrlen);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -60,19 +112,10 @@ static void log_bound(struct evconnlistener *evl)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    char host[64] = "?";
-    unsigned port = 0;
-    if (getsockname(evconnlistener_get_fd(evl), (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-            port = ntohs(s6->sin6_port);
-        } else {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-            port = ntohs(s4->sin_port);
-        }
-    }
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (getsockname(evconnlistener_get_fd(evl), (struct sockaddr *)&ss, &len) == 0)
+        listener_format_addr((struct sockaddr *)&ss, host, &port);
     log_notice("listener", "listening address=%s port=%u", host, port);
 }
 
@@ -94,6 +137,11 @@ struct listener *listener_open(struct broker *b, const struct config_listener *c
     l->b = b;
     l->cfg = cfg;
     l->resume = evtimer_new(b->base, on_resume, l);
+    if (cfg->certfile && !(l->tls = tls_server_new(cfg))) {
+        freeaddrinfo(res);
+        listener_free(l);
+        return NULL;
+    }
     size_t n = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
         n++;
@@ -119,6 +167,11 @@ struct listener *listener_open(struct broker *b, const struct config_listener *c
             break; /* an OS-chosen port differs per address family: keep one */
     }
     freeaddrinfo(res);
+    if (cfg->proxy_protocol && !b->cfg->proxy_trusted_count)
+        log_warn("listener",
+                 "%s:%d: proxy_protocol true but no proxy_trusted networks: every "
+                 "connection to this listener will be refused",
+                 cfg->file ? cfg->file : "-", cfg->line);
     return l;
 }
 
@@ -130,5 +183,33 @@ void listener_free(struct listener *l)
         evconnlistener_free(l->evl[i]);
     free(l->evl);
     event_free(l->resume);
+    tls_server_free(l->tls);
     free(l);
+}
+
+int listener_transport_new(struct broker *b, const struct config_listener *lcfg, int fd,
+                           const char *addr, struct transport **out)
+{
+    /* bottom up: the socket (NULL), then TLS, then WebSocket framing */
+    struct transport *t = NULL;
+    *out = NULL;
+    if (lcfg->certfile) {
+        struct listener *l = NULL;
+        for (size_t i = 0; i < b->listener_count && !l; i++)
+            l = b->listeners[i]->cfg == lcfg ? b->listeners[i] : NULL;
+        if (!l || !l->tls)
+            return -1; /* its listener is gone (shutting down): never serve it in clear */
+        if (!(t = tls_transport_new(l->tls, fd, addr)))
+            return -1;
+    }
+    if (lcfg->protocol == CONFIG_PROTO_WEBSOCKETS)
+        t = ws_transport_new(t, fd); /* ws:// over the socket, wss:// over TLS */
+    *out = t; /* plain TCP: NULL, no transport object at all */
+    return 0;
+}
+
+void listener_reload_tls(struct listener *l)
+{
+    if (l->tls)
+        tls_server_reload(l->tls);
 }

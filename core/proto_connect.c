@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "hooks.h"
 #include "log.h"
 #include "msg.h"
 #include "session.h"
@@ -39,6 +40,73 @@ void proto_connect_refuse(struct conn *c, uint8_t version, int err)
     log_notice("conn", "refused connection addr=%s port=%u reason=%s", conn_addr(c, a), c->port,
                tide_strerror(err));
     conn_close(c, 0, tide_strerror(err));
+}
+
+/* The 3.1.1 CONNACK return code for a rule's MQTT 5 reason (RULES-API fine points). */
+static uint8_t connack_rc_of_reason(uint8_t reason)
+{
+    switch (reason) {
+    case 0x84: return 1; /* unsupported_protocol_version */
+    case 0x85: return 2; /* client_identifier_not_valid */
+    case 0x88:           /* server_unavailable */
+    case 0x89: return 3; /* server_busy */
+    case 0x86: return 4; /* bad_username_or_password */
+    }
+    return 5;
+}
+
+/* Answers a CONNECT a rule refused: v5 CONNACK with the rule's reason (and its text as the
+ * Reason String), 3.1/3.1.1 with the mapped return code; then closes. */
+static void refuse_by_rule(struct conn *c, uint8_t version, const struct hooks_answer *a)
+{
+    struct buf *sb = &c->b->scratch;
+    buf_reset(sb);
+    uint8_t reason = a->reason >= 0x80 ? a->reason : 0x87;
+    if (version == MQTT_V5) {
+        struct codec_props pr = {0};
+        if (a->reason_string[0]) {
+            pr.present |= CODEC_BIT(CODEC_PROP_REASON_STRING);
+            pr.reason_string = (struct codec_bytes){(const uint8_t *)a->reason_string,
+                                                    strlen(a->reason_string)};
+        }
+        codec_encode_connack(sb, MQTT_V5, false, reason, &pr);
+    } else {
+        codec_encode_connack(sb, version, false, connack_rc_of_reason(reason), NULL);
+    }
+    conn_send(c, sb->data, sb->len);
+    char addr[46];
+    log_notice("conn", "refused connection addr=%s port=%u reason=rule:0x%02x", conn_addr(c, addr),
+               c->port, reason);
+    conn_close(c, 0, "refused by a rule");
+}
+
+/* The rules' on_connect (RULES-API): the first rule with an opinion decides; attrs they write are
+ * kept on c until the session takes them. Returns the verdict (HOOKS_PASS: the password file and
+ * allow_anonymous decide). */
+static enum hooks_verdict connect_hook(struct conn *c, const struct codec_connect *p,
+                                       const char *id, size_t id_len, struct hooks_answer *a)
+{
+    const struct hooks *h = c->b->hooks;
+    char addr[46];
+    char *cid = xstrndup(id, id_len);
+    char *user = p->has_username ? xstrndup((const char *)p->username.p, p->username.len) : NULL;
+    struct hooks_connect in = {
+        .client = {.client_id = cid, .username = user, .protocol = p->version,
+                   .address = conn_addr(c, addr), .port = c->port, .listener = c->lcfg->port},
+        .password = p->has_password ? p->password.p : NULL,
+        .password_len = p->has_password ? p->password.len : 0,
+        .clean_start = p->clean_start,
+        .keepalive = p->keepalive,
+        .tls = conn_tls_peer(c), /* NULL unless the client came over TLS */
+        .props = &p->props,
+    };
+    void *attrs = NULL;
+    h->on_connect(h->ctx, &in, a, &attrs);
+    session_free_attrs(c->b, &c->rule_attrs);
+    c->rule_attrs = attrs;
+    free(cid);
+    free(user);
+    return a->verdict;
 }
 
 /* An identifier for a client that sent none (v5 Assigned Client Identifier [MQTT-3.1.3-7]). */
@@ -104,6 +172,19 @@ static struct msg *make_will(struct conn *c, const struct codec_connect *p, cons
     return m;
 }
 
+/* use_identity_as_username (Mosquitto's rule): the common name of the client certificate, verified
+ * against cafile/capath during the TLS handshake, replaces any username the client sent, and the
+ * password file is not consulted. A client without such a certificate is not authorized. */
+static int take_tls_identity(struct conn *c, struct codec_connect *p)
+{
+    const char *cn = conn_tls_identity(c);
+    if (!cn)
+        return TIDE_EDENIED;
+    p->username = (struct codec_bytes){(const uint8_t *)cn, strlen(cn)}; /* c's transport owns it */
+    p->has_username = true;
+    return 0;
+}
+
 /* Who may connect: a username must match the password file when one applies (checked off the
  * loop thread unless the table's cache answers: TIDE_EPARTIAL then, with c in state AUTH);
  * without a username, or with one and no password file, allow_anonymous decides. */
@@ -111,8 +192,8 @@ static int authenticate(struct conn *c, const struct codec_connect *p)
 {
     struct broker *b = c->b;
     bool anonymous_ok = config_allow_anonymous(b->cfg, c->lcfg);
-    if (c->password_ok)
-        return 0;
+    if (c->password_ok || c->lcfg->use_identity_as_username)
+        return 0; /* checked already, or the verified certificate (take_tls_identity) vouches */
     struct passwd *pw = auth_passwd(b, c->lcfg);
     if (!p->has_username)
         return anonymous_ok ? 0 : TIDE_EDENIED;
@@ -286,7 +367,20 @@ int proto_connect(struct conn *c, struct codec_connect *p)
     }
     if ((rc = check_will(c, p)) < 0)
         goto refuse;
-    if ((rc = authenticate(c, p)) != 0) {
+    if (c->lcfg->use_identity_as_username && (rc = take_tls_identity(c, p)) < 0)
+        goto refuse;
+    /* the rules decide first; after a password checked off the loop they have spoken already */
+    bool rule_accepted = false;
+    if (b->hooks && !c->password_ok) {
+        struct hooks_answer a;
+        enum hooks_verdict v = connect_hook(c, p, id, id_len, &a);
+        if (v == HOOKS_REFUSE || v == HOOKS_DROP) {
+            refuse_by_rule(c, p->version, &a);
+            return 0;
+        }
+        rule_accepted = v == HOOKS_ACCEPT; /* `true` skips the password file */
+    }
+    if (!rule_accepted && (rc = authenticate(c, p)) != 0) {
         if (rc == TIDE_EPARTIAL)
             return 0; /* the password is being checked: proto_password_checked continues */
         goto refuse;
@@ -303,6 +397,9 @@ int proto_connect(struct conn *c, struct codec_connect *p)
                          : 0;
     s->version = p->version;
     s->expiry_interval = expiry;
+    session_free_attrs(b, &s->rule_attrs); /* attrs belong to the latest connection */
+    s->rule_attrs = c->rule_attrs;
+    c->rule_attrs = NULL;
     free(s->username);
     s->username = p->has_username ? xstrndup((const char *)p->username.p, p->username.len) : NULL;
     msg_release(&s->will); /* [MQTT-3.1.3-9] a new connection cancels a delayed will */

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "hooks.h"
 #include "log.h"
 #include "msg.h"
 #include "router.h"
@@ -51,15 +52,33 @@ static bool reserved_topic(const char *t, size_t len)
            (len >= 7 && memcmp(t, "$share/", 7) == 0);
 }
 
-/* Acknowledges a message that will not be routed: v5 with `reason`, 3.1.1 as a success. */
-static void ack_unrouted(struct conn *c, const struct codec_publish *p, uint8_t reason)
+/* Acknowledges a message that will not be routed: v5 with `reason` (and `text` as its Reason
+ * String when the client allows one), 3.1.1 as a success. */
+static void ack_unrouted_text(struct conn *c, const struct codec_publish *p, uint8_t reason,
+                              const char *text)
 {
     if (p->qos == 0)
         return;
     uint8_t r = c->version == MQTT_V5 ? reason : 0;
     if (p->qos == 2 && r < 0x80)
         session_qos2_add(c->s, p->packet_id);
-    conn_send_ack(c, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, p->packet_id, r);
+    uint8_t type = p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC;
+    if (!r || !text || !text[0] || !c->request_problem_info) {
+        conn_send_ack(c, type, p->packet_id, r);
+        return;
+    }
+    struct codec_props pr = {0};
+    pr.present |= CODEC_BIT(CODEC_PROP_REASON_STRING);
+    pr.reason_string = (struct codec_bytes){(const uint8_t *)text, strlen(text)};
+    struct buf *sb = &c->b->scratch;
+    buf_reset(sb);
+    codec_encode_ack(sb, c->version, type, p->packet_id, r, &pr);
+    conn_send(c, sb->data, sb->len);
+}
+
+static void ack_unrouted(struct conn *c, const struct codec_publish *p, uint8_t reason)
+{
+    ack_unrouted_text(c, p, reason, NULL);
 }
 
 static struct msg *make_msg(struct conn *c, const struct codec_publish *p, const char *topic,
@@ -91,6 +110,71 @@ static struct msg *make_msg(struct conn *c, const struct codec_publish *p, const
         .account = &b->msg_bytes,
     };
     return msg_new(&in);
+}
+
+/* Routes each of msgs[0..n) (references owned here) for a publish, holding a QoS 1/2
+ * publisher's ack while a congested subscriber holds any of them. no_rules: the caller found that
+ * no rule wants the topic (the router need not look again). */
+static void route_acked(struct conn *c, const struct codec_publish *p, struct msg **msgs, size_t n,
+                        bool no_rules)
+{
+    struct broker *b = c->b;
+    void (*publish)(struct broker *, struct msg *, struct held_ack *) =
+        no_rules ? router_publish_no_rules : router_publish;
+    if (p->qos == 0) {
+        for (size_t i = 0; i < n; i++) {
+            publish(b, msgs[i], NULL);
+            msg_release(&msgs[i]);
+        }
+        return;
+    }
+    if (p->qos == 2)
+        session_qos2_add(c->s, p->packet_id);
+    struct held_ack *ha = xmalloc(sizeof *ha);
+    *ha = (struct held_ack){c, p->packet_id, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, 1};
+    if (c->held_count == c->held_cap) {
+        c->held_cap = c->held_cap ? c->held_cap * 2 : 8;
+        c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
+    }
+    c->held[c->held_count++] = ha;
+    if (ha->type == CODEC_PUBACK)
+        c->held_qos1++;
+    for (size_t i = 0; i < n; i++) {
+        publish(b, msgs[i], ha);
+        msg_release(&msgs[i]);
+    }
+    if (ha->blockers > 1)
+        b->stats.acks_held++;
+    held_ack_release(ha); /* the guard reference: sends the ack unless a subscriber holds it */
+}
+
+/* A message some rule's match filter covers (RULES-API on_publish): runs once, at the first
+ * receipt of its packet id, and what comes out is routed; a drop is acknowledged with success, a
+ * refusal with its reason (a rule aborted under on_error "drop": 0x80). Takes m. */
+static void publish_through_rules(struct conn *c, const struct codec_publish *p, struct msg *m)
+{
+    struct broker *b = c->b;
+    uint64_t max = b->cfg->rule_max_payload;
+    if (max && m->payload_len > max) {
+        /* INTERFACES.md #4: 0x95 is no PUBACK/PUBREC code, so v5 gets 0x97 quota exceeded */
+        msg_release(&m);
+        ack_unrouted_text(c, p, 0x97, "payload exceeds rule_max_payload");
+        return;
+    }
+    struct hooks_publish_answer a;
+    router_rules_publish(b, m, c->s, &a);
+    msg_release(&m);
+    if (conn_is_closing(c) || !c->s) {
+        for (size_t i = 0; i < a.out_count; i++)
+            msg_release(&a.out[i]);
+        free(a.out);
+        return;
+    }
+    if (a.a.verdict == HOOKS_PASS)
+        route_acked(c, p, a.out, a.out_count, false);
+    else
+        ack_unrouted_text(c, p, a.a.verdict == HOOKS_DROP ? 0 : a.a.reason, a.a.reason_string);
+    free(a.out);
 }
 
 int proto_publish(struct conn *c, struct codec_publish *p)
@@ -151,6 +235,11 @@ int proto_publish(struct conn *c, struct codec_publish *p)
     }
 
     struct msg *m = make_msg(c, p, topic, len);
+    const struct hooks *h = b->hooks;
+    if (h && h->wants(h->ctx, m->topic, m->topic_len)) {
+        publish_through_rules(c, p, m);
+        return 0;
+    }
     const struct acl *acl = auth_acl(b, c->lcfg);
     if (acl && !acl_can_publish(acl, s->client_id, s->username, m->topic, m->topic_len)) {
         /* write permission on the final topic (mount point included) */
@@ -159,27 +248,7 @@ int proto_publish(struct conn *c, struct codec_publish *p)
         ack_unrouted(c, p, 0x87);
         return 0;
     }
-    if (p->qos == 0) {
-        router_publish(b, m, NULL);
-        msg_release(&m);
-        return 0;
-    }
-    if (p->qos == 2)
-        session_qos2_add(s, p->packet_id);
-    struct held_ack *ha = xmalloc(sizeof *ha);
-    *ha = (struct held_ack){c, p->packet_id, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, 1};
-    if (c->held_count == c->held_cap) {
-        c->held_cap = c->held_cap ? c->held_cap * 2 : 8;
-        c->held = xrealloc(c->held, c->held_cap * sizeof *c->held);
-    }
-    c->held[c->held_count++] = ha;
-    if (ha->type == CODEC_PUBACK)
-        c->held_qos1++;
-    router_publish(b, m, ha);
-    msg_release(&m);
-    if (ha->blockers > 1)
-        b->stats.acks_held++;
-    held_ack_release(ha); /* the guard reference: sends the ack unless a subscriber holds it */
+    route_acked(c, p, &m, 1, true);
     return 0;
 }
 

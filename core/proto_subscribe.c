@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "hooks.h"
 #include "log.h"
 #include "router.h"
 #include "session.h"
@@ -45,6 +46,34 @@ static uint8_t check_filter(const char *f, size_t len, const char **group, size_
     return 0;
 }
 
+/* One filter's on_subscribe (RULES-API): fills *a and, for a rewrite, *actual with the filter to
+ * put in the tree instead ("$share/G/F" or F; fields the rule left out keep the client's). */
+static void subscribe_hook(struct conn *c, const char *group, size_t glen, const char *real,
+                           size_t rlen, uint8_t options, struct hooks_sub_answer *a,
+                           struct buf *actual)
+{
+    const struct hooks *h = c->b->hooks;
+    char addr[46];
+    struct hooks_client hc;
+    session_hooks_client(c->s, &hc, addr);
+    struct hooks_sub in = {real, rlen, group, glen, options};
+    h->on_subscribe(h->ctx, &hc, &in, a);
+    if (a->a.verdict == HOOKS_REFUSE || (!a->filter && !a->share))
+        return;
+    const char *g = a->share ? a->share : group;
+    size_t gl = a->share ? strlen(a->share) : glen;
+    buf_reset(actual);
+    if (g) {
+        buf_append(actual, "$share/", 7);
+        buf_append(actual, g, gl);
+        buf_append(actual, "/", 1);
+    }
+    if (a->filter)
+        buf_append(actual, a->filter, strlen(a->filter));
+    else
+        buf_append(actual, real, rlen);
+}
+
 int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
 {
     struct broker *b = c->b;
@@ -61,6 +90,9 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
     uint8_t options;
     size_t cursor = 0;
     int rc = 0;
+    char refusal_text[sizeof ((struct hooks_answer *)0)->reason_string] = "";
+    struct buf actual;
+    buf_init(&actual);
     while (codec_next_filter(sp, true, &cursor, &fb, &options)) {
         const char *f = (const char *)fb.p, *group, *real;
         size_t glen, rlen;
@@ -72,8 +104,28 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
             fb.len = b->mount.len;
             code = check_filter(f, fb.len, &group, &glen, &real, &rlen);
         }
+        struct hooks_sub_answer ha = {.a.verdict = HOOKS_PASS, .max_qos = -1};
+        bool rewritten = false;
+        if (code == 0 && b->hooks) {
+            subscribe_hook(c, group, glen, real, rlen, options, &ha, &actual);
+            if (ha.a.verdict == HOOKS_REFUSE) {
+                code = ha.a.reason >= 0x80 ? ha.a.reason : 0x80;
+                if (ha.a.reason_string[0])
+                    memcpy(refusal_text, ha.a.reason_string, sizeof refusal_text);
+            } else if (ha.filter || ha.share) {
+                /* the rewrite goes in the tree; the session remembers it under f */
+                rewritten = true;
+                if (check_filter((const char *)actual.data, actual.len, &group, &glen, &real,
+                                 &rlen))
+                    code = 0x8F;
+            }
+            free(ha.filter);
+            free(ha.share);
+        }
+        bool rule_granted = ha.a.verdict == HOOKS_ACCEPT;
         const struct acl *acl = auth_acl(b, c->lcfg);
-        if (code == 0 && acl && !acl_can_subscribe(acl, s->client_id, s->username, real, rlen)) {
+        if (code == 0 && !rule_granted && acl &&
+            !acl_can_subscribe(acl, s->client_id, s->username, real, rlen)) {
             /* no topic this filter could match is readable [MQTT-3.9.3-?] (SUBACK 0x87) */
             b->stats.refused_acl++;
             code = 0x87;
@@ -100,10 +152,16 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
         uint8_t qos = CODEC_SUBOPT_QOS(options);
         if (qos > c->lcfg->max_qos)
             qos = c->lcfg->max_qos;
+        if (ha.max_qos >= 0 && qos > ha.max_qos)
+            qos = (uint8_t)ha.max_qos; /* a rule's number grants at most that QoS */
         uint8_t granted_opts = (uint8_t)((options & ~0x03) | qos);
         if (!v5)
             granted_opts = qos;
-        bool existed = session_sub_add(s, f, fb.len, granted_opts, sub_id);
+        if (rule_granted)
+            granted_opts |= SESSION_SUBOPT_RULE_GRANTED; /* exempt from the read ACL */
+        bool existed = session_sub_add(s, f, fb.len, granted_opts, sub_id,
+                                       rewritten ? (const char *)actual.data : NULL,
+                                       rewritten ? actual.len : 0);
         subtree_add(b->subs, group, glen, real, rlen, s, granted_opts, sub_id, NULL);
         codes[n++] = qos;
         if (cfg->log_types & CONFIG_LOG_SUBSCRIBE)
@@ -118,12 +176,20 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
     }
     struct buf *sb = &b->scratch;
     buf_reset(sb);
-    codec_encode_suback(sb, c->version, CODEC_SUBACK, sp->packet_id, NULL, codes, n);
+    struct codec_props pr = {0};
+    if (v5 && refusal_text[0] && c->request_problem_info) {
+        pr.present |= CODEC_BIT(CODEC_PROP_REASON_STRING);
+        pr.reason_string = (struct codec_bytes){(const uint8_t *)refusal_text,
+                                                strlen(refusal_text)};
+    }
+    codec_encode_suback(sb, c->version, CODEC_SUBACK, sp->packet_id, pr.present ? &pr : NULL,
+                        codes, n);
     conn_send(c, sb->data, sb->len);
     for (size_t i = 0; i < nretained; i++)
         router_send_retained(b, s, retained[i].filter, retained[i].len, retained[i].options,
                              sub_id);
 done:
+    buf_fini(&actual);
     for (size_t i = 0; i < nretained; i++)
         free(retained[i].filter);
     free(codes);

@@ -11,6 +11,9 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "acl.h"
+#include "auth.h"
+#include "hooks.h"
 #include "msg.h"
 #include "retain.h"
 #include "session.h"
@@ -25,6 +28,7 @@ struct target {
     struct session *s;
     uint8_t qos;
     bool retain;
+    bool acl_exempt; /* a rule granted one of the matching subscriptions */
     size_t id_count, id_cap;
     uint32_t ids_inline[2];
     uint32_t *ids; /* ids_inline, or heap when more are needed */
@@ -34,6 +38,7 @@ struct route {
     struct broker *b;
     struct msg *m;
     struct held_ack *ha;
+    bool no_rules; /* no rule wants m's topic: deliveries skip on_deliver */
     struct target *t;
     size_t count, cap;
     struct target inline_t[8];
@@ -77,6 +82,7 @@ static void on_sub(void *arg, const struct subtree_sub *sub)
         if (qos > t->qos)
             t->qos = qos;
         t->retain |= retain;
+        t->acl_exempt |= (sub->options & SESSION_SUBOPT_RULE_GRANTED) != 0;
         add_id(t, sub->sub_id);
         return;
     }
@@ -98,6 +104,7 @@ static void on_sub(void *arg, const struct subtree_sub *sub)
     t->s = s;
     t->qos = qos;
     t->retain = retain;
+    t->acl_exempt = (sub->options & SESSION_SUBOPT_RULE_GRANTED) != 0;
     t->id_count = 0;
     t->id_cap = 2;
     t->ids = t->ids_inline;
@@ -114,8 +121,17 @@ static bool member_ready(const struct session *s, uint8_t qos)
 
 /* Picks the group member for one message: the next connected member with a free slot in round
  * robin order, else the next connected member, else the next member (its session queues it). */
+static bool excluded(const struct session *s, struct session *const *skip, size_t nskip)
+{
+    for (size_t i = 0; i < nskip; i++)
+        if (skip[i] == s)
+            return true;
+    return false;
+}
+
 static struct subtree_sub *pick_member(struct subtree_group *g, const struct msg *m,
-                                       const struct session *exclude)
+                                       const struct session *exclude, struct session *const *skip,
+                                       size_t nskip)
 {
     uint8_t qos = m->qos;
     struct subtree_sub *connected = NULL, *any = NULL;
@@ -123,7 +139,8 @@ static struct subtree_sub *pick_member(struct subtree_group *g, const struct msg
         size_t idx = (g->cursor + i) % g->count;
         struct subtree_sub *sub = &g->members[idx];
         struct session *s = sub->owner;
-        if (s == exclude || !session_may_read(s, m))
+        if (s == exclude || excluded(s, skip, nskip) ||
+            (!(sub->options & SESSION_SUBOPT_RULE_GRANTED) && !session_may_read(s, m)))
             continue; /* a member that may not read it must not swallow it for the group */
         if (member_ready(s, min_u8(CODEC_SUBOPT_QOS(sub->options), qos))) {
             g->cursor = (idx + 1) % g->count;
@@ -140,26 +157,54 @@ static struct subtree_sub *pick_member(struct subtree_group *g, const struct msg
     return pick;
 }
 
+/* With rules, on_deliver runs when the member is picked (not when a queued copy goes out), so a
+ * member whose rules say `false` passes the message to the next one (RULES-API) within this one
+ * pick, and a group whose every member refuses ends the message's way there. */
 static void deliver_to_group(struct route *r, struct subtree_group *g,
                              const struct session *exclude)
 {
-    struct subtree_sub *sub = pick_member(g, r->m, exclude);
-    if (!sub)
-        return;
-    struct session *s = sub->owner;
-    /* the delivery remembers its group, to go to another member if s's session ends (§4.8.2) */
+    const struct hooks *h = r->b->hooks;
+    bool hooked = !r->no_rules && hooks_wants_deliver(h, r->m->topic, r->m->topic_len);
+    struct session **skip = NULL;
+    size_t nskip = 0;
     struct buf share;
     buf_init(&share);
+    /* the delivery remembers its group, to go to another member if s's session ends (§4.8.2) */
     buf_append(&share, "$share/", 7);
     buf_append(&share, g->name, strlen(g->name));
     buf_append(&share, "/", 1);
     buf_append(&share, g->filter, strlen(g->filter));
-    uint8_t qos = min_u8(CODEC_SUBOPT_QOS(sub->options), r->m->qos);
-    bool retain = (sub->options & CODEC_SUBOPT_RAP) && r->m->retain;
-    if (session_deliver(s, r->m, qos, retain, &sub->sub_id, sub->sub_id ? 1 : 0,
-                        (const char *)share.data, share.len) &&
-        r->ha)
-        session_hold_ack(s, r->ha);
+    for (;;) {
+        struct subtree_sub *sub = pick_member(g, r->m, exclude, skip, nskip);
+        if (!sub)
+            break;
+        struct session *s = sub->owner;
+        uint32_t sub_id = sub->sub_id;
+        uint8_t options = sub->options;
+        uint8_t qos = min_u8(CODEC_SUBOPT_QOS(options), r->m->qos);
+        bool retain = (options & CODEC_SUBOPT_RAP) && r->m->retain;
+        uint8_t dflags = (options & SESSION_SUBOPT_RULE_GRANTED) ? DELIVERY_ACL_EXEMPT : 0;
+        struct msg *m = r->m;
+        if (hooked) {
+            m = msg_retain(r->m);
+            if (!session_deliver_hook(s, &m, &qos, (const char *)share.data, share.len)) {
+                skip = xrealloc(skip, (nskip + 1) * sizeof *skip);
+                skip[nskip++] = s;
+                continue;
+            }
+            dflags |= DELIVERY_HOOKED;
+        } else {
+            dflags |= DELIVERY_NO_RULES;
+        }
+        if (session_deliver(s, m, qos, retain, &sub_id, sub_id ? 1 : 0,
+                            (const char *)share.data, share.len, dflags) &&
+            r->ha)
+            session_hold_ack(s, r->ha);
+        if (hooked)
+            msg_release(&m);
+        break;
+    }
+    free(skip);
     buf_fini(&share);
 }
 
@@ -218,7 +263,7 @@ int router_retain(struct broker *b, struct msg *m)
     return 0;
 }
 
-void router_publish(struct broker *b, struct msg *m, struct held_ack *ha)
+static void route(struct broker *b, struct msg *m, struct held_ack *ha, bool no_rules)
 {
     if (msg_expired(m, broker_now_ms())) {
         b->stats.dropped_expired++; /* [MQTT-3.3.2-5] never delivered once expired */
@@ -226,20 +271,34 @@ void router_publish(struct broker *b, struct msg *m, struct held_ack *ha)
     }
     if (m->retain)
         router_retain(b, m);
-    struct route r = {.b = b, .m = m, .ha = ha, .cap = 8};
+    struct route r = {.b = b, .m = m, .ha = ha, .cap = 8, .no_rules = no_rules};
     r.t = r.inline_t;
     if (++b->match_gen == 0)
         b->match_gen = 1;
     subtree_match(b->subs, m->topic, m->topic_len, on_sub, on_group, &r);
     for (size_t i = 0; i < r.count; i++) {
         struct target *t = &r.t[i];
-        if (session_deliver(t->s, m, t->qos, t->retain, t->ids, t->id_count, NULL, 0) && ha)
+        uint8_t dflags = (t->acl_exempt ? DELIVERY_ACL_EXEMPT : 0) |
+                         (r.no_rules ? DELIVERY_NO_RULES : 0);
+        if (session_deliver(t->s, m, t->qos, t->retain, t->ids, t->id_count, NULL, 0, dflags) &&
+            ha)
             session_hold_ack(t->s, ha);
         if (t->ids != t->ids_inline)
             free(t->ids);
     }
     if (r.t != r.inline_t)
         free(r.t);
+}
+
+void router_publish(struct broker *b, struct msg *m, struct held_ack *ha)
+{
+    const struct hooks *h = b->hooks;
+    route(b, m, ha, !hooks_wants_deliver(h, m->topic, m->topic_len));
+}
+
+void router_publish_no_rules(struct broker *b, struct msg *m, struct held_ack *ha)
+{
+    route(b, m, ha, true);
 }
 
 struct retained_ctx {
@@ -256,7 +315,8 @@ static void on_retained(void *arg, struct msg *m)
         return;
     uint8_t qos = min_u8(CODEC_SUBOPT_QOS(x->options), m->qos);
     /* [MQTT-3.3.1-9] retained messages sent on subscribe carry the retain flag */
-    session_deliver(x->s, m, qos, true, &x->sub_id, x->sub_id ? 1 : 0, NULL, 0);
+    session_deliver(x->s, m, qos, true, &x->sub_id, x->sub_id ? 1 : 0, NULL, 0,
+                    (x->options & SESSION_SUBOPT_RULE_GRANTED) ? DELIVERY_ACL_EXEMPT : 0);
 }
 
 void router_send_retained(struct broker *b, struct session *s, const char *filter, size_t len,
@@ -290,9 +350,56 @@ static void ignore_sub(void *arg, const struct subtree_sub *sub)
 void router_reroute_shared(struct broker *b, struct msg *m, const char *share, size_t share_len,
                            struct session *from)
 {
-    struct reroute x = {.r = {.b = b, .m = m}, .from = from};
+    const struct hooks *h = b->hooks;
+    struct reroute x = {.r = {.b = b, .m = m,
+                              .no_rules = !hooks_wants_deliver(h, m->topic, m->topic_len)},
+                        .from = from};
     if (topic_parse_shared(share, share_len, &x.group, &x.group_len, &x.filter,
                            &x.filter_len) != 1)
         return;
     subtree_match(b->subs, m->topic, m->topic_len, ignore_sub, on_reroute_group, &x);
+}
+
+/* --- the rules' on_publish --- */
+
+void router_rules_publish(struct broker *b, struct msg *m, struct session *s,
+                          struct hooks_publish_answer *out)
+{
+    const struct hooks *h = b->hooks;
+    char addr[46];
+    struct hooks_client hc;
+    session_hooks_client(s, &hc, addr);
+    h->on_publish(h->ctx, m, &hc, 0, out);
+    if (out->a.verdict != HOOKS_PASS)
+        return;
+    /* what leaves the rules needs the publisher's write permission on its final topic, so a
+     * rewrite never carries a client's message where the client may not publish (RULES-API) */
+    const struct acl *acl = auth_acl(b, s->lcfg);
+    size_t kept = 0, refused = 0;
+    for (size_t i = 0; i < out->out_count; i++) {
+        struct msg *x = out->out[i];
+        if (acl && !acl_can_publish(acl, s->client_id, s->username, x->topic, x->topic_len)) {
+            b->stats.refused_acl++;
+            refused++;
+            msg_release(&out->out[i]);
+            continue;
+        }
+        out->out[kept++] = x;
+    }
+    out->out_count = kept;
+    if (!kept) {
+        out->a.verdict = refused ? HOOKS_REFUSE : HOOKS_DROP;
+        out->a.reason = refused ? 0x87 : 0;
+    }
+}
+
+void router_publish_as(struct broker *b, struct msg *m, struct session *s)
+{
+    struct hooks_publish_answer a;
+    router_rules_publish(b, m, s, &a);
+    for (size_t i = 0; i < a.out_count; i++) {
+        router_publish(b, a.out[i], NULL);
+        msg_release(&a.out[i]);
+    }
+    free(a.out);
 }

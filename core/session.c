@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "hooks.h"
 #include "log.h"
 #include "msg.h"
 #include "router.h"
@@ -121,11 +122,27 @@ static bool may_read(struct session *s, const struct msg *m)
     return false;
 }
 
+/* A will through the rules' on_publish when one wants its topic: each message that comes out
+ * needs the client's write permission (router_rules_publish), as a live PUBLISH would. */
+static bool publish_will_rules(struct session *s)
+{
+    const struct hooks *h = s->b->hooks;
+    if (!h || !h->wants(h->ctx, s->will->topic, s->will->topic_len))
+        return false;
+    struct msg *will = msg_restart_expiry(s->will, broker_now_ms());
+    msg_release(&s->will);
+    log_info("session", "publishing will through the rules client=%s topic=%s", s->client_id,
+             will->topic);
+    router_publish_as(s->b, will, s);
+    msg_release(&will);
+    return true;
+}
+
 static void publish_will(struct session *s)
 {
     if (s->will_timer)
         evtimer_del(s->will_timer);
-    if (!s->will)
+    if (!s->will || publish_will_rules(s))
         return;
     const struct acl *acl = auth_acl(s->b, s->lcfg);
     if (acl && !acl_can_publish(acl, s->client_id, s->username, s->will->topic,
@@ -179,6 +196,7 @@ void session_end(struct session *s)
     }
     release_waiters(s);
     session_clear_messages(s);
+    session_free_attrs(b, &s->rule_attrs);
     if (s->expiry_timer)
         event_free(s->expiry_timer);
     if (s->will_timer)
@@ -240,9 +258,25 @@ static uint16_t next_packet_id(struct session *s)
 
 /* Sends d (already popped) now. QoS 0 is released; QoS 1/2 joins the inflight window unless the
  * client's Maximum Packet Size skipped it. */
+/* on_deliver for d as it goes out, once: its result is frozen into d. */
+static bool run_deliver_hook(struct session *s, struct delivery *d)
+{
+    const struct hooks *h = s->b->hooks;
+    if (!h || (d->flags & (DELIVERY_HOOKED | DELIVERY_NO_RULES)))
+        return true;
+    d->flags |= DELIVERY_HOOKED;
+    if (!hooks_wants_deliver(h, d->m->topic, d->m->topic_len))
+        return true;
+    return session_deliver_hook(s, &d->m, &d->qos, d->share, d->share ? strlen(d->share) : 0);
+}
+
 static void send_now(struct session *s, struct delivery *d)
 {
     struct conn *c = s->conn;
+    if (!run_deliver_hook(s, d)) {
+        delivery_fini(d);
+        return;
+    }
     if (d->qos == 0) {
         conn_send_publish(c, d->m, 0, d->retain, false, 0, delivery_sub_ids(d), d->sub_id_count);
         delivery_fini(d);
@@ -282,7 +316,8 @@ void session_pump(struct session *s)
             delivery_fini(&d);
             continue;
         }
-        if (!may_read(s, d.m)) { /* the permission now, not when it was queued */
+        if (!(d.flags & DELIVERY_ACL_EXEMPT) && !may_read(s, d.m)) {
+            /* the permission now, not when it was queued */
             delivery_fini(&d);
             continue;
         }
@@ -294,7 +329,7 @@ void session_pump(struct session *s)
 
 bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, size_t sub_id_count, const char *share,
-                     size_t share_len)
+                     size_t share_len, uint8_t dflags)
 {
     struct broker *b = s->b;
     struct conn *c = s->conn;
@@ -303,11 +338,20 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 
     if (!online && qos == 0)
         return false; /* QoS 0 is not queued for offline clients */
-    if (!may_read(s, m))
+    if (!(dflags & DELIVERY_ACL_EXEMPT) && !may_read(s, m))
         return false;
     bool send_now_ok = online && s->queue.len == 0 && !conn_output_congested(c) &&
                        (qos == 0 || s->inflight.len < c->send_quota);
     if (send_now_ok && qos == 0) {
+        const struct hooks *h = b->hooks;
+        if (h && !(dflags & (DELIVERY_HOOKED | DELIVERY_NO_RULES)) &&
+            hooks_wants_deliver(h, m->topic, m->topic_len)) {
+            struct msg *x = msg_retain(m);
+            if (session_deliver_hook(s, &x, &qos, share, share_len))
+                conn_send_publish(c, x, 0, retain, false, 0, sub_ids, sub_id_count);
+            msg_release(&x);
+            return false;
+        }
         conn_send_publish(c, m, 0, retain, false, 0, sub_ids, sub_id_count);
         return false;
     }
@@ -323,7 +367,7 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     }
 
     struct delivery d = {.m = msg_retain(m), .qos = qos, .retain = retain,
-                         .state = DELIVERY_QUEUED,
+                         .state = DELIVERY_QUEUED, .flags = dflags,
                          .sub_id_count = (uint16_t)sub_id_count};
     if (sub_id_count == 1)
         d.sub_id = sub_ids[0];
@@ -335,6 +379,7 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         send_now(s, &d);
         return false;
     }
+    d.flags &= (uint8_t)~DELIVERY_NO_RULES; /* when it goes out, the rules of that moment */
     dq_push(&s->queue, &d);
     s->queued_bytes += m->payload_len;
     if (online && queue_full(s)) {
@@ -496,20 +541,39 @@ static long find_sub(const struct session *s, const char *filter, size_t len)
     return -1;
 }
 
-bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
-                     uint32_t sub_id)
+static void tree_remove(struct session *s, const char *filter, size_t len);
+
+/* What the tree holds for sub. */
+static const char *sub_tree_filter(const struct session_sub *sub)
 {
+    return sub->actual ? sub->actual : sub->filter;
+}
+
+bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
+                     uint32_t sub_id, const char *actual, size_t actual_len)
+{
+    if (actual && actual_len == len && memcmp(actual, filter, len) == 0)
+        actual = NULL;
     long i = find_sub(s, filter, len);
     if (i >= 0) {
-        s->subs[i].options = options;
-        s->subs[i].sub_id = sub_id;
+        struct session_sub *sub = &s->subs[i];
+        const char *was = sub_tree_filter(sub);
+        const char *now = actual ? actual : sub->filter;
+        size_t now_len = actual ? actual_len : len;
+        if (strlen(was) != now_len || memcmp(was, now, now_len) != 0)
+            tree_remove(s, was, strlen(was)); /* a rewrite moved it elsewhere in the tree */
+        free(sub->actual);
+        sub->actual = actual ? xstrndup(actual, actual_len) : NULL;
+        sub->options = options;
+        sub->sub_id = sub_id;
         return true;
     }
     if (s->sub_count == s->sub_cap) {
         s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
         s->subs = xrealloc(s->subs, s->sub_cap * sizeof *s->subs);
     }
-    s->subs[s->sub_count++] = (struct session_sub){xstrndup(filter, len), options, sub_id};
+    s->subs[s->sub_count++] = (struct session_sub){
+        xstrndup(filter, len), actual ? xstrndup(actual, actual_len) : NULL, options, sub_id};
     return false;
 }
 
@@ -527,8 +591,10 @@ bool session_sub_remove(struct session *s, const char *filter, size_t len)
     long i = find_sub(s, filter, len);
     if (i < 0)
         return false;
-    tree_remove(s, filter, len);
+    const char *tf = sub_tree_filter(&s->subs[i]);
+    tree_remove(s, tf, strlen(tf));
     free(s->subs[i].filter);
+    free(s->subs[i].actual);
     s->subs[i] = s->subs[--s->sub_count];
     return true;
 }
@@ -536,8 +602,10 @@ bool session_sub_remove(struct session *s, const char *filter, size_t len)
 void session_sub_clear(struct session *s)
 {
     for (size_t i = 0; i < s->sub_count; i++) {
-        tree_remove(s, s->subs[i].filter, strlen(s->subs[i].filter));
+        const char *tf = sub_tree_filter(&s->subs[i]);
+        tree_remove(s, tf, strlen(tf));
         free(s->subs[i].filter);
+        free(s->subs[i].actual);
     }
     s->sub_count = 0;
 }
@@ -570,4 +638,79 @@ bool session_qos2_remove(struct session *s, uint16_t packet_id)
         }
     }
     return false;
+}
+
+/* --- the rules' view --- */
+
+void session_hooks_client(const struct session *s, struct hooks_client *out, char *addr)
+{
+    const struct conn *c = s->conn;
+    addr[0] = '\0';
+    *out = (struct hooks_client){
+        .client_id = s->client_id,
+        .username = s->username,
+        .protocol = s->version,
+        .address = c ? conn_addr(c, addr) : addr,
+        .port = c ? c->port : 0,
+        .listener = s->lcfg ? s->lcfg->port : 0,
+        .attrs = s->rule_attrs,
+    };
+}
+
+void session_free_attrs(struct broker *b, void **attrs)
+{
+    if (*attrs && b->hooks_engine)
+        b->hooks_engine->client_free(b->hooks_engine->ctx, *attrs);
+    *attrs = NULL;
+}
+
+/* The filter, as the client subscribed with it (without $share/G/), of the subscription of s that
+ * routes topic t: the one recorded for share when given, else the first non-shared one matching.
+ * A rewritten subscription answers with the client's filter: a rule that strips a prefix on the
+ * way out must land inside what the client asked for (RULES-API on_deliver). */
+static bool deliver_filter(const struct session *s, const char *t, size_t tlen, const char *share,
+                           size_t share_len, const char **f, size_t *flen)
+{
+    for (size_t i = 0; i < s->sub_count; i++) {
+        const struct session_sub *sub = &s->subs[i];
+        const char *tf = sub_tree_filter(sub), *group, *real;
+        size_t tlen_f = strlen(tf), glen, rlen;
+        int shared = topic_parse_shared(tf, tlen_f, &group, &glen, &real, &rlen);
+        if (share ? (tlen_f != share_len || memcmp(tf, share, share_len) != 0)
+                  : (shared != 0 || !topic_matches(tf, tlen_f, t, tlen)))
+            continue;
+        *f = sub->filter;
+        *flen = strlen(sub->filter);
+        if (topic_parse_shared(*f, *flen, &group, &glen, &real, &rlen) == 1) {
+            *f = real;
+            *flen = rlen;
+        }
+        return true;
+    }
+    return false;
+}
+
+bool session_deliver_hook(struct session *s, struct msg **m, uint8_t *qos, const char *share,
+                          size_t share_len)
+{
+    const struct hooks *h = s->b->hooks;
+    const char *f = NULL;
+    size_t flen = 0;
+    if (!deliver_filter(s, (*m)->topic, (*m)->topic_len, share, share_len, &f, &flen) && share) {
+        const char *group, *real; /* no record (a reroute): the group's own filter */
+        size_t glen, rlen;
+        if (topic_parse_shared(share, share_len, &group, &glen, &real, &rlen) == 1)
+            f = real, flen = rlen;
+    }
+    char addr[46];
+    struct hooks_client hc;
+    session_hooks_client(s, &hc, addr);
+    struct msg *out = h->on_deliver(h->ctx, *m, &hc, f, flen);
+    msg_release(m);
+    if (!out)
+        return false;
+    if (out->qos < *qos)
+        *qos = out->qos; /* may lower, never raise */
+    *m = out;
+    return true;
 }

@@ -21,6 +21,7 @@ struct delivery {
     uint8_t qos;          /* effective QoS for this subscriber */
     bool retain;          /* retain flag to send */
     uint8_t state;        /* DELIVERY_QUEUED, _WAIT_ACK (PUBACK/PUBREC), _WAIT_COMP */
+    uint8_t flags;        /* DELIVERY_HOOKED, DELIVERY_ACL_EXEMPT */
     uint16_t packet_id;
     uint16_t sub_id_count;
     uint32_t sub_id;      /* when sub_id_count == 1 */
@@ -30,6 +31,19 @@ struct delivery {
 
 enum { DELIVERY_QUEUED, DELIVERY_WAIT_ACK, DELIVERY_WAIT_COMP };
 
+/* delivery.flags, and session_deliver's dflags:
+ * HOOKED: the rules' on_deliver already ran (m is its frozen result: a resend carries the same
+ * bytes, even across a reload); ACL_EXEMPT: a rule granted the subscription (on_subscribe true),
+ * so the read ACL is not consulted; NO_RULES (dflags only): the router found no rule wanting the
+ * topic, so a delivery sent at once skips the lookup (one that waits in the queue looks again). */
+#define DELIVERY_HOOKED 0x01
+#define DELIVERY_ACL_EXEMPT 0x02
+#define DELIVERY_NO_RULES 0x04
+
+/* In the subscription options the tree and session keep (never on the wire: bit 7 is reserved
+ * in MQTT): the subscription was granted by a rule's `true`, exempt from the read ACL. */
+#define SESSION_SUBOPT_RULE_GRANTED 0x80
+
 /* A FIFO ring of deliveries. */
 struct dqueue {
     struct delivery *v;
@@ -38,6 +52,8 @@ struct dqueue {
 
 struct session_sub {
     char *filter;       /* as the client sent it, $share/ prefix included */
+    char *actual;       /* what is in the tree when on_subscribe rewrote it ($share/ included),
+                         * else NULL; UNSUBSCRIBE of `filter` removes it */
     uint8_t options;
     uint32_t sub_id;
 };
@@ -66,6 +82,7 @@ struct session {
     uint64_t queued_bytes;
     uint16_t *qos2_in;       /* inbound QoS 2 packet ids: PUBREC sent or held, PUBREL awaited */
     struct held_ack **waiters; /* acks waiting for this session to drain */
+    void *rule_attrs;        /* the rules' per-client attrs from on_connect (hooks client_free) */
     uint32_t expiry_interval; /* seconds; UINT32_MAX: never */
     uint32_t will_delay;
     uint32_t sub_count, sub_cap;
@@ -96,10 +113,21 @@ void session_attach(struct session *s, struct conn *c, bool resumed);
 void session_detach(struct session *s, bool publish_will);
 
 /* Offers m to s: sends at once, queues, or drops (counted). Takes its own reference. Returns true if
- * s is congested, so a QoS 1/2 publisher's ack should wait for it (see session_hold_ack). */
+ * s is congested, so a QoS 1/2 publisher's ack should wait for it (see session_hold_ack). dflags:
+ * DELIVERY_* flags. The rules' on_deliver runs when the message goes out (now or from the queue). */
 bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, size_t sub_id_count, const char *share,
-                     size_t share_len);
+                     size_t share_len, uint8_t dflags);
+/* Runs the rules' on_deliver for *m (a reference the caller owns) going to s: *m becomes what to
+ * deliver, or is released and set to NULL when the rules withhold it; *qos is lowered if the rule
+ * lowered it. share: the "$share/G/F" it comes through, or NULL. Only when b->hooks is set. */
+bool session_deliver_hook(struct session *s, struct msg **m, uint8_t *qos, const char *share,
+                          size_t share_len);
+struct hooks_client;
+/* The hooks' view of s's client; addr is a buffer of at least 46 bytes for its address. */
+void session_hooks_client(const struct session *s, struct hooks_client *out, char *addr);
+/* Frees attrs (a session's or connection's rule attrs) through the broker's engine. */
+void session_free_attrs(struct broker *b, void **attrs);
 /* The subscriber's current read permission on m (the ACL file of its listener, if any). */
 bool session_may_read(const struct session *s, const struct msg *m);
 
@@ -114,9 +142,11 @@ int session_pubrec(struct session *s, uint16_t packet_id, uint8_t reason);
 int session_pubcomp(struct session *s, uint16_t packet_id);
 
 /* Subscriptions recorded on the session (the tree holds the routing copy). Adds or replaces;
- * returns true if it replaced an existing one. */
+ * returns true if it replaced an existing one. actual (NULL: the same as filter) is what the tree
+ * holds when a rule rewrote the subscription; a replaced one that was elsewhere in the tree is
+ * removed from it. */
 bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
-                     uint32_t sub_id);
+                     uint32_t sub_id, const char *actual, size_t actual_len);
 /* Removes; returns false if s had no such subscription. */
 bool session_sub_remove(struct session *s, const char *filter, size_t len);
 /* Removes every subscription from s and from the tree. */

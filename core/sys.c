@@ -29,6 +29,9 @@ void sys_publish(struct broker *b)
 {
     const struct broker_stats *st = &b->stats;
     char s[64];
+    /* first, so the retained count below includes them from the first round */
+    if (b->sys_rules)
+        b->sys_rules(b->sys_rules_arg); /* $SYS/broker/rules/... (the rules host) */
     put(b, "$SYS/broker/version", "tidemq version " TIDEMQ_VERSION);
     snprintf(s, sizeof s, "%" PRIu64 " seconds", (broker_now_ms() - b->start_ms) / 1000);
     put(b, "$SYS/broker/uptime", s);
@@ -68,7 +71,7 @@ void sys_publish(struct broker *b)
         C(closed_protocol_error), C(refused_connections), C(refused_sessions),
         C(refused_subscriptions), C(refused_user_properties), C(refused_retained),
         C(refused_memory), C(refused_message_size), C(refused_keepalive), C(refused_qos),
-        C(refused_acl), C(accept_paused),
+        C(refused_acl), C(accept_paused), C(refused_connect_rate), C(refused_proxy),
 #undef C
     };
     char topic[128];

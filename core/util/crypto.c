@@ -1,5 +1,5 @@
-/* Thin wrappers over OpenSSL's libcrypto: SHA-512, HMAC-SHA512, PBKDF2-HMAC-SHA512, base64, random
- * bytes, constant-time comparison and wiping. Owns no state; the base64 decoder is written out here
+/* Thin wrappers over OpenSSL's libcrypto: SHA-1, SHA-512, HMAC-SHA512, PBKDF2-HMAC-SHA512, base64,
+ * random bytes, constant-time comparison and wiping. Owns no state; the base64 decoder is written out here
  * because EVP_DecodeBlock neither checks padding nor reports the decoded length exactly. */
 #include "util/crypto.h"
 
@@ -23,6 +23,19 @@ int crypto_sha512(const void *a, size_t alen, const void *b, size_t blen,
              EVP_DigestUpdate(ctx, a, alen) == 1 &&
              (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
              EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == CRYPTO_SHA512_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : TIDE_EIO;
+}
+
+int crypto_sha1(const void *a, size_t alen, const void *b, size_t blen,
+                unsigned char out[CRYPTO_SHA1_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, a, alen) == 1 &&
+             (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+             EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == CRYPTO_SHA1_LEN;
     EVP_MD_CTX_free(ctx);
     return ok ? 0 : TIDE_EIO;
 }

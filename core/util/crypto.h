@@ -1,5 +1,6 @@
-/* Thin wrappers over OpenSSL's libcrypto for the password file and its tool: SHA-512, HMAC-SHA512,
- * PBKDF2-HMAC-SHA512, base64, random bytes, constant-time comparison and wiping. The only file
+/* Thin wrappers over OpenSSL's libcrypto for the password file and its tool (and SHA-1 for the
+ * WebSocket handshake): SHA-512, HMAC-SHA512, PBKDF2-HMAC-SHA512, base64, random bytes,
+ * constant-time comparison and wiping. The only file
  * that includes OpenSSL headers apart from tls.c. No I/O (except the CSPRNG), no logging,
  * thread-safe. */
 #ifndef TIDE_UTIL_CRYPTO_H
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #define CRYPTO_SHA512_LEN 64
+#define CRYPTO_SHA1_LEN 20
 
 /* Characters base64 needs for n bytes, with '=' padding, without the NUL. */
 #define CRYPTO_BASE64_LEN(n) ((((n) + 2) / 3) * 4)
@@ -18,6 +20,12 @@
  * TIDE_EIO if libcrypto fails. Borrows everything. */
 int crypto_sha512(const void *a, size_t alen, const void *b, size_t blen,
                   unsigned char out[CRYPTO_SHA512_LEN]);
+
+/* SHA-1 of a followed by b (b may be NULL when blen is 0) into out (20 bytes). Only for protocols
+ * that fix it and need no collision resistance (the WebSocket handshake's Sec-WebSocket-Accept,
+ * RFC 6455 4.2.2). Returns 0, or TIDE_EIO if libcrypto fails. Borrows everything. */
+int crypto_sha1(const void *a, size_t alen, const void *b, size_t blen,
+                unsigned char out[CRYPTO_SHA1_LEN]);
 
 /* HMAC-SHA512 under key of a followed by b (b may be NULL when blen is 0) into out (64 bytes).
  * Returns 0, or TIDE_EIO if libcrypto fails. Borrows everything. */

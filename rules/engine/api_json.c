@@ -17,6 +17,9 @@
 /* registry keys: the addresses of these statics */
 static const char key_array_mt = 'a';
 static char json_null_token = 'n'; /* tide.json.null is this lightuserdata */
+static const char key_scratch = 's';
+/* The encode buffer keeps at most this much between calls. */
+#define JSON_SCRATCH_KEEP (64u * 1024)
 
 static void push_array_mt(lua_State *L)
 {
@@ -157,6 +160,63 @@ static bool dec_string(struct dec *d)
     return true;
 }
 
+/* Exact powers of ten: every one up to 1e22 is a double without rounding. */
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+#define POW10_MAX 22
+#define EXACT_INT_MAX 9007199254740992.0 /* 2^53 */
+
+/* Pushes the number s[0..n) (already checked to be JSON number syntax) without strtod when that
+ * is exact: at most 15 significant digits make an integer m below 2^53, and m times or divided
+ * by an exact power of ten up to 1e22 is one correctly rounded operation, the same double strtod
+ * gives (Clinger's fast path). Returns false to leave the number to strtod. */
+static bool fast_number(lua_State *L, const char *s, size_t n)
+{
+    const char *p = s, *end = s + n;
+    bool neg = *p == '-';
+    p += neg;
+    uint64_t m = 0;
+    int digits = 0, scale = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (digits || *p != '0')
+            digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 15)
+            return false;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (digits || *p != '0')
+                digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            scale--;
+            if (digits > 15)
+                return false;
+        }
+    }
+    if (p < end) { /* an exponent */
+        p++;
+        bool eneg = *p == '-';
+        p += *p == '-' || *p == '+';
+        int ex = 0;
+        for (; p < end; p++) {
+            ex = ex * 10 + (*p - '0');
+            if (ex > 400)
+                return false;
+        }
+        scale += eneg ? -ex : ex;
+    }
+    double v = (double)m; /* exact: m < 10^15 */
+    if (scale > POW10_MAX || scale < -POW10_MAX)
+        return false;
+    v = scale >= 0 ? v * pow10_exact[scale] : v / pow10_exact[-scale];
+    if (scale > 0 && v >= EXACT_INT_MAX)
+        return false; /* an integer beyond 2^53 stays a string: strtod's path decides */
+    lua_pushnumber(L, neg ? -v : v);
+    return true;
+}
+
 static bool dec_number(struct dec *d)
 {
     const char *s = d->p, *q = d->p;
@@ -188,9 +248,11 @@ static bool dec_number(struct dec *d)
         while (q < d->end && *q >= '0' && *q <= '9')
             q++;
     }
-    char buf[64];
     size_t n = (size_t)(q - s);
     d->p = q;
+    if (fast_number(d->L, s, n))
+        return true;
+    char buf[64];
     if (n >= sizeof(buf)) {
         if (integral) { /* far beyond 2^53: keep the digits */
             lua_pushlstring(d->L, s, n);
@@ -243,7 +305,7 @@ static bool dec_object(struct dec *d, int depth)
 {
     lua_State *L = d->L;
     d->p++;
-    lua_newtable(L);
+    lua_createtable(L, 0, 8); /* room for a small object and keys a rule adds: no rehash */
     skip_ws(d);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
@@ -345,9 +407,15 @@ struct enc {
     const char *err;
 };
 
-static bool put(struct enc *e, const char *s, size_t n)
+static inline bool put(struct enc *e, const char *s, size_t n)
 {
-    if (!abuf_add(e->b, s, n)) {
+    struct abuf *b = e->b;
+    if (b->p && n <= b->cap - b->len) { /* the common case, inline */
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        return true;
+    }
+    if (!abuf_add(b, s, n)) {
         if (!e->err)
             e->err = "json: output too large or out of memory";
         return false;
@@ -355,15 +423,37 @@ static bool put(struct enc *e, const char *s, size_t n)
     return true;
 }
 
+/* Bytes a JSON string cannot hold as they are: '"', '\\', control characters and DEL. */
+static bool needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+
 static bool enc_string(struct enc *e, const char *s, size_t n)
 {
     static const char hexd[] = "0123456789abcdef";
+    size_t i = 0;
+    while (i < n && !needs_escape((unsigned char)s[i]))
+        i++;
+    if (i == n) { /* the common case: nothing to escape, one copy with the quotes */
+        struct abuf *b = e->b;
+        if (b->p && n + 2 <= b->cap - b->len) {
+            b->p[b->len] = '"';
+            memcpy(b->p + b->len + 1, s, n);
+            b->p[b->len + n + 1] = '"';
+            b->len += n + 2;
+            return true;
+        }
+        return put(e, "\"", 1) && put(e, s, n) && put(e, "\"", 1);
+    }
     if (!put(e, "\"", 1))
         return false;
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
+        if (!needs_escape(c))
+            continue;
+        const char *esc;
         char u[7];
         if (c == '"')
             esc = "\\\"";
@@ -375,20 +465,69 @@ static bool enc_string(struct enc *e, const char *s, size_t n)
             esc = "\\r";
         else if (c == '\t')
             esc = "\\t";
-        else if (c < 0x20 || c == 0x7f) {
+        else {
             memcpy(u, "\\u00", 4);
             u[4] = hexd[c >> 4];
             u[5] = hexd[c & 15];
             u[6] = '\0';
             esc = u;
         }
-        if (!esc)
-            continue;
         if (!put(e, s + run, i - run) || !put(e, esc, strlen(esc)))
             return false;
         run = i + 1;
     }
     return put(e, s + run, n - run) && put(e, "\"", 1);
+}
+
+/* Writes the digits of u ending at end (exclusive); returns where they start. */
+static char *put_digits(char *end, uint64_t u)
+{
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
+/* Formats v into buf without printf when that is exact: an integer below 2^53, or a value that
+ * k decimals (the fewest that work) represent exactly enough, i.e. (double)n / 10^k == v for
+ * n = round(v * 10^k): the division is correctly rounded like strtod, so the text "n / 10^k"
+ * reads back as v. Returns the length, or 0 to leave v to printf. */
+static int fast_format(double v, char *buf)
+{
+    char tmp[32], *end = tmp + sizeof(tmp);
+    double a = fabs(v);
+    if (a >= EXACT_INT_MAX)
+        return 0;
+    int k = 0;
+    double x = a;
+    if (x != floor(x)) {
+        for (k = 1;; k++) {
+            if (k > 15)
+                return 0;
+            x = a * pow10_exact[k];
+            if (x >= EXACT_INT_MAX)
+                return 0;
+            x = nearbyint(x);
+            if (x / pow10_exact[k] == a)
+                break;
+        }
+    }
+    char *p = put_digits(end, (uint64_t)x);
+    while (end - p <= k) /* "0." and leading zeros of a fraction */
+        *--p = '0';
+    int n = 0;
+    if (signbit(v))
+        buf[n++] = '-';
+    int intlen = (int)(end - p) - k;
+    memcpy(buf + n, p, (size_t)intlen);
+    n += intlen;
+    if (k) {
+        buf[n++] = '.';
+        memcpy(buf + n, p + intlen, (size_t)k);
+        n += k;
+    }
+    return n;
 }
 
 static bool enc_number(struct enc *e, double v)
@@ -399,6 +538,8 @@ static bool enc_number(struct enc *e, double v)
         e->err = "json: cannot encode NaN or infinity";
         return false;
     }
+    if ((n = fast_format(v, buf)) > 0)
+        return put(e, buf, (size_t)n);
     if (v == floor(v) && fabs(v) < 9007199254740992.0)
         n = snprintf(buf, sizeof(buf), "%.0f", v);
     else {
@@ -425,23 +566,20 @@ static bool is_array(lua_State *L, int idx, size_t *len)
     }
     size_t count = 0;
     double max = 0;
-    bool ok = true;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         count++;
-        if (lua_type(L, -1) == LUA_TNUMBER) {
-            double k = lua_tonumber(L, -1);
-            if (k >= 1 && k == floor(k) && k <= 1e15) {
-                if (k > max)
-                    max = k;
-                continue;
-            }
+        double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(k >= 1 && k == floor(k) && k <= 1e15)) {
+            lua_pop(L, 1); /* an object: no need to see the other keys */
+            return false;
         }
-        ok = false;
+        if (k > max)
+            max = k;
     }
     *len = count;
-    return ok && count > 0 && (double)count == max;
+    return count > 0 && (double)count == max;
 }
 
 static bool enc_table(struct enc *e, int idx, int depth)
@@ -518,23 +656,48 @@ static bool enc_value(struct enc *e, int idx, int depth)
     }
 }
 
+/* Pushes the VM's encode buffer, emptied: one abuf per VM, kept in the registry and reused, so
+ * an encode allocates nothing but its result string. Encoding never runs Lua code, so no second
+ * encode can start while one is using it; one that raised left only bytes to forget. */
+static struct abuf *scratch_push(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&key_scratch);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    struct abuf *b = lua_touserdata(L, -1);
+    if (!b) {
+        lua_pop(L, 1);
+        b = abuf_push(L, JSON_MAX_SIZE);
+        lua_pushlightuserdata(L, (void *)&key_scratch);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+    b->len = 0;
+    return b;
+}
+
 int api_json_encode_value(lua_State *L, int idx)
 {
     if (idx < 0)
         idx = lua_gettop(L) + idx + 1;
     struct enc e = {.L = L};
-    e.b = abuf_push(L, JSON_MAX_SIZE); /* stack: ... abuf */
+    e.b = scratch_push(L); /* stack: ... abuf */
     int top = lua_gettop(L);
     bool ok = enc_value(&e, idx, 0);
     lua_settop(L, top);
+    if (ok)
+        lua_pushlstring(L, e.b->len ? e.b->p : "", e.b->len);
+    if (e.b->cap > JSON_SCRATCH_KEEP) { /* a large output: give the memory back */
+        e.b->fn(e.b->ud, e.b->p, e.b->cap, 0);
+        e.b->p = NULL;
+        e.b->cap = 0;
+    }
     if (!ok) {
         lua_pop(L, 1);
         lua_pushnil(L);
         lua_pushstring(L, e.err);
         return 2;
     }
-    lua_pushlstring(L, e.b->len ? e.b->p : "", e.b->len);
-    lua_remove(L, -2); /* the abuf: collected with its bytes */
+    lua_remove(L, -2); /* the abuf stays in the registry */
     return 1;
 }
 

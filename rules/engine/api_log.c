@@ -62,6 +62,7 @@ void api_log_line(struct rule *r, int level, const char *text, size_t len)
 static int log_at_level(lua_State *L, int level)
 {
     luaL_checkany(L, 1);
+    vm_check_cstack(L); /* string.format's %s may call a __tostring that logs: C recursion */
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);

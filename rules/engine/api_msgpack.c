@@ -168,24 +168,31 @@ static bool mdec_value(struct mdec *d, int depth)
     }
 }
 
-/* tide.msgpack.decode(s) -> value | nil, err */
-static int l_decode(lua_State *L)
+/* Pushes the value s decodes to, or nil and an error string; returns how many it pushed. */
+int api_msgpack_decode_string(lua_State *L, const char *s, size_t len)
 {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    lua_settop(L, 1);
+    int top = lua_gettop(L);
     struct mdec d = {.L = L, .p = (const uint8_t *)s, .end = (const uint8_t *)s + len};
     if (len > MP_MAX_SIZE)
         mfail(&d, "msgpack: input too large");
     else if (mdec_value(&d, 0) && d.p != d.end)
         mfail(&d, "msgpack: trailing bytes");
     if (d.err) {
-        lua_settop(L, 1);
+        lua_settop(L, top);
         lua_pushnil(L);
         lua_pushstring(L, d.err);
         return 2;
     }
     return 1;
+}
+
+/* tide.msgpack.decode(s) -> value | nil, err */
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_settop(L, 1);
+    return api_msgpack_decode_string(L, s, len);
 }
 
 /* --- encode --- */
@@ -334,20 +341,33 @@ static bool menc_value(struct menc *e, int idx, int depth)
     }
 }
 
+/* Pushes the encoding of the value at idx, or nil and an error string; returns how many it
+ * pushed. */
+int api_msgpack_encode_value(lua_State *L, int idx)
+{
+    int top;
+    idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+    struct menc e = {.L = L};
+    e.b = abuf_push(L, MP_MAX_SIZE); /* stack: ... abuf */
+    top = lua_gettop(L);
+    if (!menc_value(&e, idx, 0)) {
+        lua_settop(L, top - 1);
+        lua_pushnil(L);
+        lua_pushstring(L, e.err);
+        return 2;
+    }
+    lua_settop(L, top);
+    lua_pushlstring(L, e.b->len ? e.b->p : "", e.b->len);
+    lua_remove(L, top); /* the abuf: the string is a copy */
+    return 1;
+}
+
 /* tide.msgpack.encode(v) -> string | nil, err */
 static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    struct menc e = {.L = L};
-    e.b = abuf_push(L, MP_MAX_SIZE); /* stack: v abuf */
-    if (!menc_value(&e, 1, 0)) {
-        lua_pushnil(L);
-        lua_pushstring(L, e.err);
-        return 2;
-    }
-    lua_pushlstring(L, e.b->len ? e.b->p : "", e.b->len);
-    return 1;
+    return api_msgpack_encode_value(L, 1);
 }
 
 static const luaL_Reg api_msgpack[] = {

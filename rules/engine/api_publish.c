@@ -44,6 +44,12 @@ static int l_publish(lua_State *L)
         return 2;
     }
     if (r->published >= ENGINE_PUBLISH_MAX) {
+        if (!r->warned_publish) {
+            r->warned_publish = true;
+            static const char note[] = "tide.publish: over 100 in one call, dropped";
+            api_log_line(r, LOG_WARN, note, sizeof(note) - 1);
+        }
+        r->st.drops++;
         lua_pushnil(L);
         lua_pushliteral(L, "publish_limit");
         return 2;
@@ -66,7 +72,17 @@ static int l_publish(lua_State *L)
     uint64_t now = e->host.monotonic_ms ? e->host.monotonic_ms(e->host.ctx) : 0;
     struct msg *m = values_to_msg(L, 3, &base, "tide.publish", false, NULL, 0, now);
     r->published++;
-    dispatch_enqueue(r, m, r->hop + 1);
+    if (dispatch_enqueue(r, m, r->hop + 1) != 0) { /* the event's queue is full: m released */
+        if (!r->warned_publish) {
+            r->warned_publish = true;
+            static const char note[] = "tide.publish: over 1000 queued in one event, dropped";
+            api_log_line(r, LOG_WARN, note, sizeof(note) - 1);
+        }
+        r->st.drops++;
+        lua_pushnil(L);
+        lua_pushliteral(L, "publish_limit");
+        return 2;
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -100,6 +116,11 @@ static int add_timer(lua_State *L, bool repeat, const char *fname)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     if (!(s * 1000 >= ENGINE_TIMER_MIN_MS) || s > 86400.0 * 365)
         return luaL_argerror(L, 1, "at least 0.01 seconds");
+    size_t live = 0;
+    for (const struct rule_timer *t = r->timers; t; t = t->next)
+        live++;
+    if (live >= ENGINE_TIMERS_MAX) /* a timer made per message is a leak: stop it loudly */
+        return luaL_error(L, "%s: a rule may hold at most %d timers", fname, ENGINE_TIMERS_MAX);
     struct engine *e = r->eng;
     if (!e->host.timer_add) {
         lua_pushnil(L);

@@ -90,7 +90,7 @@ static void add_out(struct call *c, struct msg *m)
     c->out[c->nout++] = m;
 }
 
-static void publish_results(lua_State *L, struct call *c, uint64_t t)
+static void publish_results(lua_State *L, struct call *c)
 {
     int ty = lua_type(L, 1);
     if (ty == LUA_TNIL || (ty == LUA_TBOOLEAN && lua_toboolean(L, 1))) {
@@ -109,6 +109,7 @@ static void publish_results(lua_State *L, struct call *c, uint64_t t)
         }
         lua_settop(L, 3);
         c->outcome = OUT_MSGS;
+        uint64_t t = now_ms(c->r->eng); /* a new message's expiry starts now */
         if (n == 0) {
             add_out(c, values_to_msg(L, 1, c->m, "on_publish", false, NULL, 0, t));
             return;
@@ -198,12 +199,9 @@ static int call_fn(lua_State *L, void *ud)
         values_push_client(L, c->client);
         break;
     case RH_PUBLISH:
-    case RH_DELIVER:
-        values_push_msg(L, c->m, c->hook == RH_PUBLISH ? c->client : NULL);
-        if (c->client)
-            values_push_client(L, c->client);
-        else
-            lua_pushnil(L);
+    case RH_DELIVER: /* the hot path: the builder makes msg and client, and calls the hook */
+        nargs = values_push_msg_call(L, r, c->hook, c->m,
+                                     c->hook == RH_PUBLISH ? c->client : NULL, c->client);
         break;
     case RH_DISCONNECT:
         values_push_client(L, c->client);
@@ -219,11 +217,10 @@ static int call_fn(lua_State *L, void *ud)
         lua_remove(L, 1);
     }
     (void)base;
-    uint64_t t = now_ms(r->eng);
     switch (c->hook) {
     case RH_CONNECT: decide_results(L, c, 'C'); break;
     case RH_SUBSCRIBE: decide_results(L, c, 'S'); break;
-    case RH_PUBLISH: publish_results(L, c, t); break;
+    case RH_PUBLISH: publish_results(L, c); break;
     case RH_DELIVER: {
         int ty = lua_type(L, 1);
         if (ty == LUA_TNIL || (ty == LUA_TBOOLEAN && lua_toboolean(L, 1)))
@@ -233,7 +230,7 @@ static int call_fn(lua_State *L, void *ud)
         else if (ty == LUA_TTABLE) {
             c->outcome = OUT_MSGS;
             add_out(c, values_to_msg(L, 1, c->m, "on_deliver", true, c->filter_in,
-                                     c->filter_in_len, t));
+                                     c->filter_in_len, now_ms(r->eng)));
         } else
             luaL_error(L, "on_deliver: returned a %s", luaL_typename(L, 1));
         break;
@@ -243,27 +240,28 @@ static int call_fn(lua_State *L, void *ud)
     return 0;
 }
 
-/* Runs one hook of r; returns the vm status (the breaker counts as an error). */
-static int run(struct call *c, unsigned hop)
+/* The rule_cpu_share circuit breaker, shared by hook calls and timers: true (and the call
+ * counted as an error) while it is open; otherwise opens the current one-second window. */
+static bool breaker_open(struct rule *r, uint64_t t)
 {
-    struct rule *r = c->r;
-    struct engine *e = r->eng;
-    uint64_t t = now_ms(e);
     if (r->breaker_until_ms > t) {
         r->st.calls++;
         r->st.errors++;
-        return VM_ERROR;
+        engine_rule_error(r, "circuit breaker open: over rule_cpu_share");
+        return true;
     }
     if (t - r->cpu_window_ms >= 1000) {
         r->cpu_window_ms = t;
         r->cpu_window_ns = 0;
     }
-    r->hop = hop;
-    uint64_t before = r->st.ns_total;
-    e->depth++;
-    int st = vm_call(r, VM_CTX_HOOK, 0, true, call_fn, c);
-    e->depth--;
-    r->cpu_window_ns += r->st.ns_total - before;
+    return false;
+}
+
+/* Charges a call's ns to the window; trips the breaker past rule_cpu_share. */
+static void breaker_charge(struct rule *r, uint64_t t, uint64_t ns)
+{
+    struct engine *e = r->eng;
+    r->cpu_window_ns += ns;
     if (e->lim.cpu_share && r->cpu_window_ns > (uint64_t)e->lim.cpu_share * 10000000u) {
         r->breaker_until_ms = t + BREAKER_COOLDOWN_MS;
         r->cpu_window_ns = 0;
@@ -271,6 +269,22 @@ static int run(struct call *c, unsigned hop)
             e->host.log(e->host.ctx, LOG_WARN, r->name,
                         "circuit breaker: over rule_cpu_share, calls take on_error for 5 s");
     }
+}
+
+/* Runs one hook of r; returns the vm status (the breaker counts as an error). */
+static int run(struct call *c, unsigned hop)
+{
+    struct rule *r = c->r;
+    struct engine *e = r->eng;
+    uint64_t t = now_ms(e);
+    if (breaker_open(r, t))
+        return VM_ERROR;
+    r->hop = hop;
+    uint64_t before = r->st.ns_total;
+    e->depth++;
+    int st = vm_call(r, VM_CTX_HOOK, 0, true, call_fn, c);
+    e->depth--;
+    breaker_charge(r, t, r->st.ns_total - before);
     if (st != VM_OK && e->host.log) {
         char line[400];
         snprintf(line, sizeof(line), "%s aborted: %s", c->hook == RH_PUBLISH ? "on_publish"
@@ -304,11 +318,20 @@ static void on_match(void *ctx, const struct subtree_sub *s)
     mk->w[r->index / 64] |= UINT64_C(1) << (r->index % 64);
 }
 
-static void match(const struct bundle *b, const char *t, size_t len, struct mask *mk)
+static void match(struct bundle *b, const char *t, size_t len, struct mask *mk)
 {
+    if (b && len && len == b->memo_len && memcmp(t, b->memo_topic, len) == 0) {
+        memcpy(mk->w, b->memo_mask, sizeof(mk->w));
+        return;
+    }
     memset(mk, 0, sizeof(*mk));
     if (b && b->match)
         subtree_match(b->match, t, len, on_match, NULL, mk);
+    if (b && len && len <= sizeof(b->memo_topic)) {
+        memcpy(b->memo_topic, t, len);
+        b->memo_len = len;
+        memcpy(b->memo_mask, mk->w, sizeof(mk->w));
+    }
 }
 
 static bool has(const struct mask *mk, unsigned i)
@@ -324,6 +347,41 @@ bool engine_wants(void *ctx, const char *t, size_t len)
         if (mk.w[i])
             return true;
     return false;
+}
+
+/* True if a rule with hook h (RH_PUBLISH or RH_DELIVER) matches t. */
+static bool wants_hook(struct bundle *b, const char *t, size_t len, int h)
+{
+    if (!b)
+        return false;
+    if (!b->hook_masks) {
+        for (size_t i = 0; i < b->count; i++) {
+            const struct rule *r = b->rules[i];
+            uint64_t bit = UINT64_C(1) << (r->index % 64);
+            if (r->hook_ref[RH_PUBLISH] != LUA_NOREF)
+                b->publish_rules[r->index / 64] |= bit;
+            if (r->hook_ref[RH_DELIVER] != LUA_NOREF)
+                b->deliver_rules[r->index / 64] |= bit;
+        }
+        b->hook_masks = true;
+    }
+    const uint64_t *rules = h == RH_PUBLISH ? b->publish_rules : b->deliver_rules;
+    struct mask mk;
+    match(b, t, len, &mk);
+    for (int i = 0; i < ENGINE_MASK_WORDS; i++)
+        if (mk.w[i] & rules[i])
+            return true;
+    return false;
+}
+
+bool engine_wants_publish(void *ctx, const char *t, size_t len)
+{
+    return wants_hook(bundle(ctx), t, len, RH_PUBLISH);
+}
+
+bool engine_wants_deliver(void *ctx, const char *t, size_t len)
+{
+    return wants_hook(bundle(ctx), t, len, RH_DELIVER);
 }
 
 static void finish(struct engine *e)
@@ -450,29 +508,70 @@ struct item {
     struct mask mk;
 };
 
+#define ITEMS_INLINE 2
+
+/* The messages between two rules of the pipeline. Almost always one: kept inline, no malloc. */
 struct items {
-    struct item *v;
+    struct item *v; /* `in` or a malloc'd array */
     size_t n, cap;
+    struct item in[ITEMS_INLINE];
 };
 
-static void items_add(struct items *it, const struct bundle *b, struct msg *m)
+static void items_init(struct items *it)
+{
+    it->v = it->in;
+    it->n = 0;
+    it->cap = ITEMS_INLINE;
+}
+
+/* Adds m with its match mask: mk when the caller has it (an unchanged message), else the trie's. */
+static void items_add_mask(struct items *it, struct bundle *b, struct msg *m,
+                           const struct mask *mk)
 {
     if (it->n == it->cap) {
-        it->cap = it->cap ? it->cap * 2 : 4;
-        it->v = xrealloc(it->v, it->cap * sizeof(*it->v));
+        it->cap *= 2;
+        if (it->v == it->in) {
+            it->v = xmalloc(it->cap * sizeof(*it->v));
+            memcpy(it->v, it->in, sizeof(it->in));
+        } else {
+            it->v = xrealloc(it->v, it->cap * sizeof(*it->v));
+        }
     }
     it->v[it->n].m = m;
-    match(b, m->topic, m->topic_len, &it->v[it->n].mk);
+    if (mk)
+        it->v[it->n].mk = *mk;
+    else
+        match(b, m->topic, m->topic_len, &it->v[it->n].mk);
     it->n++;
+}
+
+static void items_add(struct items *it, struct bundle *b, struct msg *m)
+{
+    items_add_mask(it, b, m, NULL);
 }
 
 static void items_free(struct items *it)
 {
     for (size_t i = 0; i < it->n; i++)
         msg_release(&it->v[i].m);
-    free(it->v);
-    it->v = NULL;
-    it->n = it->cap = 0;
+    if (it->v != it->in)
+        free(it->v);
+    items_init(it);
+}
+
+/* cur := next; next := empty (the arrays move, not the messages). */
+static void items_move(struct items *cur, struct items *next)
+{
+    items_free(cur);
+    if (next->v == next->in) {
+        memcpy(cur->in, next->in, sizeof(next->in));
+        cur->v = cur->in;
+    } else {
+        cur->v = next->v;
+    }
+    cur->n = next->n;
+    cur->cap = next->cap;
+    items_init(next);
 }
 
 /* The on_publish pipeline over every rule but `skip` (a rule index, or -1). */
@@ -480,8 +579,11 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
                      unsigned hop, int skip, struct hooks_publish_answer *out)
 {
     struct bundle *b = e->cur;
-    struct items cur = {0}, next = {0};
+    struct items cur, next;
     bool aborted = false;
+
+    items_init(&cur);
+    items_init(&next);
 
     memset(out, 0, sizeof(*out));
     out->a.verdict = HOOKS_PASS;
@@ -493,7 +595,9 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
         if (any) {
             items_free(&cur);
             out->a.verdict = HOOKS_REFUSE;
-            out->a.reason = 0x95; /* packet_too_large: rule_max_payload */
+            out->a.reason = 0x97; /* quota_exceeded: 0x95 is no PUBACK code (INTERFACES #4) */
+            snprintf(out->a.reason_string, sizeof(out->a.reason_string),
+                     "payload exceeds rule_max_payload");
             return;
         }
     }
@@ -504,7 +608,7 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
         for (size_t k = 0; k < cur.n; k++) {
             struct item *x = &cur.v[k];
             if (!has(&x->mk, r->index)) {
-                items_add(&next, b, x->m);
+                items_add_mask(&next, b, x->m, &x->mk);
                 x->m = NULL;
                 continue;
             }
@@ -518,14 +622,14 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
             }
             if (st != VM_OK) {
                 if (r->on_error_pass) {
-                    items_add(&next, b, x->m);
+                    items_add_mask(&next, b, x->m, &x->mk);
                     x->m = NULL;
                 } else {
                     aborted = true;
                     r->st.drops++;
                 }
             } else if (c.outcome == OUT_PASS) {
-                items_add(&next, b, x->m);
+                items_add_mask(&next, b, x->m, &x->mk); /* unchanged: the same rules match */
                 x->m = NULL;
             } else if (c.outcome == OUT_DROP) {
                 r->st.drops++;
@@ -547,9 +651,7 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
             }
             call_fini(&c);
         }
-        items_free(&cur);
-        cur = next;
-        memset(&next, 0, sizeof(next));
+        items_move(&cur, &next);
     }
     if (cur.n == 0) {
         out->a.verdict = aborted ? HOOKS_REFUSE : HOOKS_DROP;
@@ -580,12 +682,15 @@ struct msg *engine_on_deliver_filter(void *ctx, struct msg *m, const struct hook
     struct engine *e = ctx;
     struct bundle *b = e->cur;
     struct msg *cur = msg_retain(m);
+    struct mask mk;
+    bool matched = false; /* mk is cur's: matched again only when a rule changed the message */
     for (size_t i = 0; b && i < b->count && cur; i++) {
         struct rule *r = b->rules[i];
         if (r->hook_ref[RH_DELIVER] == LUA_NOREF)
             continue;
-        struct mask mk;
-        match(b, cur->topic, cur->topic_len, &mk);
+        if (!matched)
+            match(b, cur->topic, cur->topic_len, &mk);
+        matched = true;
         if (!has(&mk, r->index))
             continue;
         struct call c = {.r = r, .hook = RH_DELIVER, .client = to, .m = cur,
@@ -604,6 +709,7 @@ struct msg *engine_on_deliver_filter(void *ctx, struct msg *m, const struct hook
             cur = c.out[0];
             c.out[0] = NULL;
             c.nout = 0;
+            matched = false;
         }
         call_fini(&c);
     }
@@ -620,6 +726,10 @@ struct msg *engine_on_deliver(void *ctx, struct msg *m, const struct hooks_clien
 int dispatch_enqueue(struct rule *r, struct msg *m, unsigned hop)
 {
     struct engine *e = r->eng;
+    if (e->npending >= ENGINE_PENDING_MAX) {
+        msg_release(&m);
+        return TIDE_EQUOTA;
+    }
     if (e->npending == e->cap_pending) {
         e->cap_pending = e->cap_pending ? e->cap_pending * 2 : 16;
         e->pending = xrealloc(e->pending, e->cap_pending * sizeof(*e->pending));
@@ -673,10 +783,15 @@ void dispatch_timer(struct rule_timer *t)
 {
     struct rule *r = t->r;
     struct engine *e = r->eng;
+    uint64_t now = now_ms(e);
+    if (breaker_open(r, now))
+        return; /* a timer counts towards rule_cpu_share like a hook */
     r->hop = 0;
+    uint64_t before = r->st.ns_total;
     e->depth++;
     int st = vm_call(r, VM_CTX_TIMER, 0, true, timer_fn, t);
     e->depth--;
+    breaker_charge(r, now, r->st.ns_total - before);
     if (st != VM_OK && e->host.log) {
         char line[320];
         snprintf(line, sizeof(line), "timer aborted: %s", r->st.last_error);
@@ -690,6 +805,8 @@ void engine_hooks(struct engine *e, struct hooks *out)
     memset(out, 0, sizeof(*out));
     out->ctx = e;
     out->wants = engine_wants;
+    out->wants_publish = engine_wants_publish;
+    out->wants_deliver = engine_wants_deliver;
     out->on_connect = engine_on_connect;
     out->on_subscribe = engine_on_subscribe;
     out->on_publish = engine_on_publish;

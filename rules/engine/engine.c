@@ -1,7 +1,9 @@
 /* The rule bundle: finds the rule files of a directory (refusing one others can write), compiles
  * each in a fresh sandboxed VM, validates the table it returns (naming the file and field),
- * optionally runs init, and swaps the bundle in only when every rule loaded. Owns the engine
- * struct, the bundles and their rules; the hooks themselves run in dispatch.c. */
+ * optionally runs init, and swaps the bundle in only when every rule loaded. A reload keeps the
+ * rules whose bytes did not change, hands each replaced rule's on_unload() state to its successor's
+ * init (as msgpack, across VMs) and unloads deleted ones. Owns the engine struct, the bundles and
+ * their rules; the hooks themselves run in dispatch.c. */
 #include "engine_internal.h"
 
 #include <dirent.h>
@@ -17,6 +19,7 @@
 #include <lauxlib.h>
 
 #include "hooks.h"
+#include "log.h"
 #include "msg.h"
 #include "subtree.h"
 #include "topic.h"
@@ -245,15 +248,6 @@ static int load_fn(lua_State *L, void *ud)
     return 0;
 }
 
-static int init_fn(lua_State *L, void *ud)
-{
-    struct rule *r = ud;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->hook_ref[RH_INIT]);
-    lua_pushnil(L);
-    lua_call(L, 1, 0);
-    return 0;
-}
-
 static bool name_ok(const char *name, size_t len)
 {
     if (len < 5 || name[0] == '.' || strcmp(name + len - 4, ".lua") != 0)
@@ -335,29 +329,41 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Compiles one rule file into r; 0 or -1 (reported). */
-static int rule_load(struct engine *e, struct rule *r, engine_error_fn err, void *arg)
+/* One rule file as read by a load: its name, path, bytes and digest. */
+struct rule_src {
+    char *name; /* without .lua */
+    char *path;
+    char *src;
+    size_t len;
+    unsigned char digest[32];
+};
+
+static void srcs_free(struct rule_src *v, size_t n)
 {
-    char why[256];
-    size_t len = 0;
-    char *src = read_file(r->path, &len, why, sizeof(why));
-    if (!src) {
-        report(err, arg, "%s: %s", r->path, why);
-        return -1;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].path);
+        free(v[i].src);
     }
+    free(v);
+}
+
+/* Compiles one rule file into r (a fresh VM); 0 or -1 (reported). */
+static int rule_load(struct engine *e, struct rule *r, const struct rule_src *f,
+                     engine_error_fn err, void *arg)
+{
     r->eng = e;
     r->timeout_ms = e->lim.timeout_ms;
     r->mem_limit = (size_t)e->lim.memory_limit;
+    memcpy(r->digest, f->digest, sizeof(r->digest));
     for (int i = 0; i < RH_COUNT; i++)
         r->hook_ref[i] = LUA_NOREF;
     if (vm_open(r) != 0) {
-        free(src);
         report(err, arg, "%s: cannot create a Lua state", r->path);
         return -1;
     }
-    struct load_ctx c = {r, src, len};
+    struct load_ctx c = {r, f->src, f->len};
     int st = vm_call(r, VM_CTX_CHUNK, RULE_LOAD_BUDGET_MS, false, load_fn, &c);
-    free(src);
     if (st != VM_OK) {
         const char *m = r->st.last_error;
         size_t pl = strlen(r->path);
@@ -371,21 +377,27 @@ static int rule_load(struct engine *e, struct rule *r, engine_error_fn err, void
     return 0;
 }
 
-int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_fn err, void *arg)
+/* Finds the rule files of dir (RULES-API "Loading": regular files or symlinks to them, *.lua, not
+ * starting with '.', in byte order of the names), refusing unsafe ones, and reads them. Returns
+ * the number of failures (each reported); *out gets the files read. */
+static int scan(const char *dir, struct rule_src **out, size_t *nout, engine_error_fn err,
+                void *arg)
 {
     struct stat st;
+    *out = NULL;
+    *nout = 0;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         report(err, arg, "%s: not a directory", dir);
-        return TIDE_EIO;
+        return -1;
     }
     if (unsafe(&st)) {
         report(err, arg, "%s: refusing a rules directory %s", dir, unsafe(&st));
-        return TIDE_EIO;
+        return -1;
     }
     DIR *d = opendir(dir);
     if (!d) {
         report(err, arg, "%s: %s", dir, strerror(errno));
-        return TIDE_EIO;
+        return -1;
     }
     size_t dl = strlen(dir);
     const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
@@ -421,51 +433,260 @@ int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_f
     }
     if (n)
         qsort(names, n, sizeof(*names), by_name);
-
-    struct bundle *b = xcalloc(1, sizeof(*b));
-    b->rules = xcalloc(n ? n : 1, sizeof(*b->rules));
+    struct rule_src *v = xcalloc(n ? n : 1, sizeof(*v));
+    size_t got = 0;
     for (size_t i = 0; i < n && !failed; i++) {
-        struct rule *r = xcalloc(1, sizeof(*r));
-        size_t len = strlen(names[i]);
-        r->name = xstrndup(names[i], len - 4);
-        if (asprintf(&r->path, "%s%s%s", dir, sep, names[i]) < 0)
+        struct rule_src *f = &v[got];
+        char why[256];
+        if (asprintf(&f->path, "%s%s%s", dir, sep, names[i]) < 0)
             panic("out of memory");
-        r->index = (unsigned)b->count;
-        b->rules[b->count++] = r;
-        if (rule_load(e, r, err, arg) != 0)
+        f->name = xstrndup(names[i], strlen(names[i]) - 4);
+        got++;
+        f->src = read_file(f->path, &f->len, why, sizeof(why));
+        if (!f->src) {
+            report(err, arg, "%s: %s", f->path, why);
             failed++;
+            continue;
+        }
+        api_sha256(f->src, f->len, f->digest);
     }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    /* init runs only once every file compiled, so a broken file stops the bundle first */
+    *out = v;
+    *nout = got;
+    return failed;
+}
+
+/* The bundle hash: SHA-256 over each file's name, a NUL and its digest, in bundle order. */
+static void bundle_hash(const struct rule_src *v, size_t n, char hex[65])
+{
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(v[i].name) + 1 + sizeof(v[i].digest);
+    unsigned char *buf = xmalloc(cap);
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(v[i].name) + 1;
+        memcpy(buf + len, v[i].name, nl);
+        len += nl;
+        memcpy(buf + len, v[i].digest, sizeof(v[i].digest));
+        len += sizeof(v[i].digest);
+    }
+    unsigned char md[32];
+    api_sha256(buf, len, md);
+    free(buf);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+const char *engine_bundle_hash(const struct engine *e)
+{
+    return e->cur && e->cur->count ? e->cur->hash : "";
+}
+
+/* The running bundle's rule called name, or NULL. */
+static struct rule *find_rule(const struct bundle *b, const char *name)
+{
+    for (size_t i = 0; b && i < b->count; i++)
+        if (strcmp(b->rules[i]->name, name) == 0)
+            return b->rules[i];
+    return NULL;
+}
+
+/* on_unload's result, carried from the old VM to the new one as msgpack bytes (C memory, so no
+ * Lua value crosses between states). */
+struct snapshot {
+    struct rule *r;
+    char *state; /* NULL: nil */
+    size_t len;
+};
+
+static int unload_fn(lua_State *L, void *ud)
+{
+    struct snapshot *s = ud;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->r->hook_ref[RH_UNLOAD]);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1))
+        return 0;
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return luaL_error(L, "on_unload: returned a %s (expected a table or nil)",
+                          luaL_typename(L, -1));
+    if (api_msgpack_encode_value(L, -1) != 1)
+        return luaL_error(L, "on_unload: the state cannot be carried: %s", lua_tostring(L, -1));
+    size_t len;
+    const char *p = lua_tolstring(L, -1, &len);
+    s->state = xmalloc(len ? len : 1); /* owned by ud: nothing raises after this */
+    memcpy(s->state, p, len);
+    s->len = len;
+    return 0;
+}
+
+/* Runs old's on_unload (if any) under its budget and stores its result in *s (the caller frees
+ * s->state). A failure is logged and leaves the state nil rather than failing the reload: the new
+ * file cannot fix the old version's on_unload. */
+static void run_unload(struct engine *e, struct rule *old, struct snapshot *s)
+{
+    s->r = old;
+    s->state = NULL;
+    s->len = 0;
+    if (old->hook_ref[RH_UNLOAD] == LUA_NOREF)
+        return;
+    e->depth++;
+    int vs = vm_call(old, VM_CTX_UNLOAD, RULE_LOAD_BUDGET_MS, false, unload_fn, s);
+    e->depth--;
+    if (vs != VM_OK) {
+        free(s->state);
+        s->state = NULL;
+        char line[320];
+        snprintf(line, sizeof(line), "on_unload failed (the next init gets nil): %s",
+                 old->st.last_error);
+        if (e->host.log)
+            e->host.log(e->host.ctx, LOG_WARN, old->name, line);
+    }
+}
+
+struct init_ctx {
+    struct rule *r;
+    const struct snapshot *s;
+};
+
+static int init_fn(lua_State *L, void *ud)
+{
+    struct init_ctx *c = ud;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->r->hook_ref[RH_INIT]);
+    if (c->s && c->s->state) {
+        if (api_msgpack_decode_string(L, c->s->state, c->s->len) != 1)
+            return luaL_error(L, "init: the previous state cannot be read: %s",
+                              lua_tostring(L, -1));
+    } else {
+        lua_pushnil(L);
+    }
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+/* Frees the rules of a bundle that load made and did not keep (never the kept ones). */
+static void discard_new(struct bundle *b, const bool *kept)
+{
+    for (size_t i = 0; i < b->count; i++)
+        if (!kept[i])
+            rule_free(b->rules[i]);
+    free(b->rules);
+    free(b);
+}
+
+int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_fn err, void *arg)
+{
+    struct rule_src *srcs;
+    size_t n;
+    int failed = scan(dir, &srcs, &n, err, arg);
+    if (failed < 0)
+        return TIDE_EIO;
+    bool scan_failed = failed > 0;
+    char hash[65];
+    /* rules that never ran init cannot stand in for ones that must have */
+    const struct bundle *reuse = e->cur && (e->cur->inited || !run_init) ? e->cur : NULL;
+    if (!failed) {
+        bundle_hash(srcs, n, hash);
+        if (reuse && strcmp(reuse->hash, hash) == 0) {
+            srcs_free(srcs, n); /* nothing changed: nothing to do */
+            return 0;
+        }
+    }
+
+    /* every file compiles in a fresh VM, except one whose bytes the running bundle already has:
+     * that rule is kept as it is, state, timers and counters included */
+    struct bundle *b = xcalloc(1, sizeof(*b));
+    b->rules = xcalloc(n ? n : 1, sizeof(*b->rules));
+    bool *kept = xcalloc(n ? n : 1, sizeof(*kept));
+    struct rule **prev = xcalloc(n ? n : 1, sizeof(*prev)); /* the version a new rule replaces */
+    for (size_t i = 0; i < n && !scan_failed; i++) {
+        struct rule *old = find_rule(e->cur, srcs[i].name);
+        if (old && reuse && strcmp(old->path, srcs[i].path) == 0 &&
+            memcmp(old->digest, srcs[i].digest, sizeof(old->digest)) == 0) {
+            b->rules[b->count] = old;
+            kept[b->count++] = true;
+            continue;
+        }
+        struct rule *r = xcalloc(1, sizeof(*r));
+        r->name = srcs[i].name;
+        r->path = srcs[i].path;
+        srcs[i].name = srcs[i].path = NULL;
+        r->index = (unsigned)b->count;
+        prev[b->count] = old;
+        b->rules[b->count++] = r;
+        if (rule_load(e, r, &srcs[i], err, arg) != 0)
+            failed++; /* go on: every broken file is reported at once */
+    }
+    srcs_free(srcs, n);
+
+    /* init runs only once every file compiled, so a broken file stops the bundle first; the old
+     * versions keep serving meanwhile and hand over a snapshot of their state */
     for (size_t i = 0; i < b->count && !failed && run_init; i++) {
         struct rule *r = b->rules[i];
-        if (r->hook_ref[RH_INIT] == LUA_NOREF)
+        if (kept[i])
             continue;
-        e->depth++;
-        int vs = vm_call(r, VM_CTX_INIT, RULE_LOAD_BUDGET_MS, false, init_fn, r);
-        e->depth--;
-        if (vs != VM_OK) {
-            report(err, arg, "%s: init: %s", r->path, r->st.last_error);
-            failed++;
+        struct snapshot s = {0};
+        if (prev[i])
+            run_unload(e, prev[i], &s);
+        if (r->hook_ref[RH_INIT] != LUA_NOREF) {
+            struct init_ctx c = {r, &s};
+            e->depth++;
+            int vs = vm_call(r, VM_CTX_INIT, RULE_LOAD_BUDGET_MS, false, init_fn, &c);
+            e->depth--;
+            if (vs != VM_OK) {
+                report(err, arg, "%s: init: %s", r->path, r->st.last_error);
+                failed++;
+            }
         }
+        free(s.state);
     }
     if (failed) {
         dispatch_discard(e); /* what a failed bundle's init published goes nowhere */
-        bundle_free(b);
+        discard_new(b, kept);
+        free(kept);
+        free(prev);
         return TIDE_EINVAL;
     }
+
+    /* the swap: nothing below can fail */
+    memcpy(b->hash, hash, sizeof(b->hash));
+    b->inited = run_init;
     b->match = subtree_new();
     for (size_t i = 0; i < b->count; i++) {
         struct rule *r = b->rules[i];
+        r->index = (unsigned)i;
         if (r->hook_ref[RH_PUBLISH] == LUA_NOREF && r->hook_ref[RH_DELIVER] == LUA_NOREF)
             continue;
         for (size_t k = 0; k < r->nfilters; k++)
             subtree_add(b->match, NULL, 0, r->filters[k], strlen(r->filters[k]), r, 0, 0, NULL);
     }
-    bundle_free(e->cur);
+    struct bundle *old = e->cur;
     e->cur = b;
+    for (size_t i = 0; old && i < old->count; i++) {
+        struct rule *r = old->rules[i];
+        bool still = false, replaced = false;
+        for (size_t k = 0; k < b->count; k++) {
+            still = still || b->rules[k] == r;
+            replaced = replaced || prev[k] == r;
+        }
+        if (still)
+            continue;
+        if (!replaced && run_init) { /* a deleted file: its on_unload runs, the result goes nowhere */
+            struct snapshot s;
+            run_unload(e, r, &s);
+            free(s.state);
+        }
+        rule_free(r);
+    }
+    if (old) {
+        if (old->match)
+            subtree_free(old->match);
+        free(old->rules);
+        free(old);
+    }
+    free(kept);
+    free(prev);
     if (run_init)
         dispatch_drain(e);
     return 0;

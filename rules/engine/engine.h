@@ -39,12 +39,19 @@ struct engine *engine_new(const struct engine_limits *lim, const struct host *ho
 /* Calls on_unload of nothing (shutdown), stops every timer, closes every VM and frees the store. */
 void engine_free(struct engine *e);
 
-/* Loads every rule file of dir as one bundle (RULES-API "Loading"). With run_init, each rule's
- * init(nil) runs under its budget. If every file loads (and every init succeeds) the bundle
- * replaces the current one and 0 is returned; otherwise the current bundle stays, err(arg, text)
- * is called once per failure and TIDE_EINVAL (or TIDE_EIO for an unreadable or unsafe directory)
- * is returned. err may be NULL. */
+/* Loads every rule file of dir as one bundle (RULES-API "Loading" and "Reload"). Files whose
+ * bytes the running bundle already holds keep their rule untouched (VM, state, timers, counters);
+ * the others compile in fresh VMs. With run_init, each new rule's init(state) runs under its
+ * budget, state being what the version it replaces returned from on_unload (nil otherwise). If
+ * every file loads (and every init succeeds) the bundle replaces the current one, deleted rules'
+ * on_unload runs, and 0 is returned; a directory whose contents did not change returns 0 and does
+ * nothing. Otherwise the current bundle stays exactly as it was, err(arg, text) is called once
+ * per failure and TIDE_EINVAL (or TIDE_EIO for an unreadable or unsafe directory) is returned.
+ * err may be NULL. */
 int engine_load(struct engine *e, const char *dir, bool run_init, engine_error_fn err, void *arg);
+
+/* The current bundle's hash: hex SHA-256 of its files' names and contents ("" with no rules). */
+const char *engine_bundle_hash(const struct engine *e);
 
 /* Number of rules in the current bundle. */
 size_t engine_rule_count(const struct engine *e);
@@ -67,6 +74,8 @@ void engine_hooks(struct engine *e, struct hooks *out);
  * as in core/hooks.h. engine_on_deliver additionally takes the filter the subscriber used (NULL
  * if unknown: then a rule may not change the topic). */
 bool engine_wants(void *ctx, const char *t, size_t len);
+bool engine_wants_publish(void *ctx, const char *t, size_t len);
+bool engine_wants_deliver(void *ctx, const char *t, size_t len);
 void engine_on_connect(void *ctx, const struct hooks_connect *in, struct hooks_answer *out,
                        void **attrs_out);
 void engine_on_subscribe(void *ctx, const struct hooks_client *c, const struct hooks_sub *in,

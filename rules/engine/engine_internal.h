@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <lua.h>
 
@@ -19,7 +20,14 @@
 #define ENGINE_HOP_LIMIT 8
 #define ENGINE_FANOUT_MAX 100
 #define ENGINE_PUBLISH_MAX 100
+/* tide.publish messages one event may queue in all (rules publishing to each other multiply) */
+#define ENGINE_PENDING_MAX 1000
 #define ENGINE_TIMER_MIN_MS 10
+#define ENGINE_TIMERS_MAX 256 /* live tide.every/tide.after timers per rule */
+#define ENGINE_MEMO_TOPIC 128
+/* vm.c's per-rule cache of small blocks: 16-byte classes up to 512 bytes */
+#define VM_CACHE_GRAIN 16
+#define VM_CACHE_CLASSES 32
 
 struct msg;
 struct subtree;
@@ -68,15 +76,21 @@ struct rule {
     struct engine *eng;
     char *name;
     char *path;
+    unsigned char digest[32]; /* SHA-256 of the file: a reload keeps the rule while it matches */
     unsigned index;  /* position in the bundle */
     lua_State *L;
     /* memory (vm.c's allocator) */
     size_t mem_used, mem_limit;
     bool mem_capped; /* the cap is enforced only while Lua code runs */
+    int gc_pause;    /* the collector's pause now set (vm.c's vm_gc_tune) */
+    void *cache[VM_CACHE_CLASSES]; /* freed small blocks kept for reuse, by size class */
+    size_t cache_bytes;
     /* options from the returned table */
     uint32_t timeout_ms;
     bool on_error_pass;
     int hook_ref[RH_COUNT]; /* registry references, LUA_NOREF when absent */
+    int builder_ref;        /* values.c's argument builder in the registry; 0 until first used */
+    uint8_t hook_args[RH_COUNT]; /* values.c: arguments a hook can see, +1 (0: not known yet) */
     char **filters;
     size_t nfilters;
     struct rule_stats st;
@@ -90,7 +104,7 @@ struct rule {
     unsigned published;     /* tide.publish calls in this call */
     const uint8_t *scrub;   /* bytes to scrub from errors and logs (on_connect's password) */
     size_t scrub_len;
-    bool warned_reason, warned_hop;
+    bool warned_reason, warned_hop, warned_publish;
     /* tide.log rate limit */
     uint64_t cpu_window_ms, cpu_window_ns, breaker_until_ms; /* rule_cpu_share breaker */
     uint64_t log_window_ms;
@@ -109,7 +123,17 @@ struct pending_pub {
 struct bundle {
     struct rule **rules;
     size_t count;
+    char hash[65]; /* hex SHA-256 over every rule's name and file digest */
+    bool inited;   /* loaded with run_init: its rules ran init and may be kept by a reload */
     struct subtree *match; /* rules with on_publish or on_deliver, by their match filters */
+    /* dispatch.c's memo of the last topic matched (the broker asks about one topic several
+     * times per message: wants, on_publish, and per subscriber); dies with the bundle */
+    char memo_topic[ENGINE_MEMO_TOPIC];
+    size_t memo_len; /* 0: empty */
+    uint64_t memo_mask[ENGINE_MASK_WORDS];
+    /* dispatch.c: which rules have on_publish / on_deliver (filled on first use) */
+    bool hook_masks;
+    uint64_t publish_rules[ENGINE_MASK_WORDS], deliver_rules[ENGINE_MASK_WORDS];
 };
 
 struct store;
@@ -154,6 +178,23 @@ void vm_check_budget(lua_State *L);
 uint64_t vm_cpu_ns(void);
 uint64_t vm_wall_ns(void);
 
+/* --- watchdog.c --- */
+/* The call a helper thread watches: once deadline_ns (vm_wall_ns) has passed and the calling
+ * thread spent at least half of the next budget_ns running, L's count hook is set to `hook` with
+ * count 1, so C functions called in a loop cannot outrun the wall backstop. */
+struct watchdog_slot {
+    lua_State *L;
+    lua_Hook hook;
+    uint64_t deadline_ns, next_ns, interval_ns, cpu_mark;
+    clockid_t cpu_clock; /* the calling thread's CPU clock */
+    bool poked;
+};
+/* Watches an outermost call from now on; *saved keeps what was watched before. */
+void watchdog_enter(lua_State *L, lua_Hook hook, uint64_t deadline_ns, uint64_t budget_ns,
+                    struct watchdog_slot *saved);
+/* Stops watching it (restoring *saved). After it returns the thread never touches that L. */
+void watchdog_leave(const struct watchdog_slot *saved);
+
 /* --- sandbox.c --- */
 /* Opens the allowed libraries and sets the rule's environment (RULES-API "The sandbox"). Runs
  * inside vm_call. */
@@ -177,11 +218,17 @@ void api_store_open(lua_State *L);
 void api_crypto_open(lua_State *L);
 void api_publish_open(lua_State *L);
 void api_string_open(lua_State *L); /* replaces string.find/match/gmatch/gsub */
+void api_table_open(lua_State *L);  /* replaces table.sort (on the table library on top) */
 
 /* api_json.c, for cmd_rules.c and the fuzz harness: encode the value at idx / decode s; push the
  * result, or nil and an error string. */
 int api_json_encode_value(lua_State *L, int idx);
 int api_json_decode_string(lua_State *L, const char *s, size_t len);
+/* api_msgpack.c, the same for msgpack (engine.c carries on_unload's state across VMs with it). */
+int api_msgpack_encode_value(lua_State *L, int idx);
+int api_msgpack_decode_string(lua_State *L, const char *s, size_t len);
+/* api_crypto.c: SHA-256 of p (engine.c's bundle and file digests). */
+void api_sha256(const void *p, size_t n, unsigned char out[32]);
 
 /* api_re.c */
 void api_re_fini(struct engine *e);
@@ -214,6 +261,12 @@ void values_push_msg(lua_State *L, const struct msg *m, const struct hooks_clien
 void values_push_client(lua_State *L, const struct hooks_client *c);
 void values_push_conn(lua_State *L, const struct hooks_connect *c);
 void values_push_sub(lua_State *L, const struct hooks_sub *s);
+/* With r's hook function `hook` on top of the stack, places r's argument builder below it and
+ * pushes the rest of what the builder needs to call it as hook(msg, client) (client nil when
+ * NULL; msg.from from `from` when not NULL). What the function cannot see (it declares fewer
+ * parameters and no `...`) is not built. Returns the argument count for lua_call (may raise). */
+int values_push_msg_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
+                         const struct hooks_client *from, const struct hooks_client *client);
 /* Builds a new message from the partial table at idx over base (fields it leaves out keep base's).
  * Raises naming the field on a bad value; otherwise returns a new message (one reference). For
  * on_deliver, filter (if not NULL) is the subscriber's filter the topic must still match, and

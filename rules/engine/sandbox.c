@@ -1,7 +1,7 @@
 /* The rule environment: opens the allowed standard libraries in a rule's VM and replaces its
  * globals with a table holding exactly RULES-API "The sandbox" list (the allow-list below is the
  * one place that list lives). Closes string.dump on the string metatable route too, and puts the
- * budgeted pattern functions in place of LuaJIT's. */
+ * budgeted pattern functions and table.sort in place of LuaJIT's. */
 #include "engine_internal.h"
 
 #include <string.h>
@@ -40,6 +40,7 @@ static int l_print(lua_State *L)
 {
     int n = lua_gettop(L);
     luaL_Buffer b;
+    vm_check_cstack(L); /* __tostring may print: C recursion */
     lua_getglobal(L, "tostring"); /* stack: args... tostring */
     luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
@@ -80,6 +81,9 @@ int sandbox_open(lua_State *L, void *ud)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     api_string_open(L);
+    lua_pop(L, 1);
+    lua_getglobal(L, "table"); /* a budgeted table.sort */
+    api_table_open(L);
     lua_pop(L, 1);
 
     lua_newtable(L); /* stack: env */

@@ -196,6 +196,159 @@ void values_push_client(lua_State *L, const struct hooks_client *c)
     lua_setfield(L, -2, "attrs");
 }
 
+/* The argument builder of on_publish and on_deliver, one per rule VM (in its registry, out of
+ * the rule's reach). Its table constructors compile to TDUP, a copy of a template whose keys are
+ * already in place, so a field costs one bytecode instead of a C-API lua_setfield (interning the
+ * key, then a new hash slot); and it makes the hook call itself, as a tail call, so a message
+ * enters Lua once. A field whose value is nil keeps its key slot with a nil value, which no
+ * table access can tell from an absent key. The tables are as values_push_msg/_client make. */
+static const char builder_src[] =
+    "local PROTOCOL = {[3] = '3.1', [4] = '3.1.1', [5] = '5'}\n"
+    "return function(fn, topic, payload, qos, retain, props, fid, fuser, proto, cid, cuser,\n"
+    "                addr, listener, attrs)\n"
+    "  local from, client\n"
+    "  if fid then from = {client_id = fid, username = fuser} end\n"
+    "  if proto then\n"
+    "    client = {client_id = cid, username = cuser, protocol = PROTOCOL[proto] or '5',\n"
+    "              address = addr, listener = listener, attrs = attrs or {}}\n"
+    "  end\n"
+    "  return fn({topic = topic, payload = payload, qos = qos, retain = retain, from = from,\n"
+    "             properties = props or {user = {}}}, client)\n"
+    "end\n";
+#define BUILDER_NARGS 13 /* after fn */
+
+static bool attrs_empty(const struct attrs *a);
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud)
+{
+    (void)L;
+    return abuf_add(ud, p, n) ? 0 : 1;
+}
+
+static bool uleb(const uint8_t **p, const uint8_t *end, size_t *out)
+{
+    size_t v = 0;
+    for (int shift = 0; *p < end && shift < 35; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int read_params(const struct abuf *b);
+
+/* How many arguments the Lua function on top of the stack can see: its declared parameters, or
+ * 255 if it takes `...` (or cannot be read). Read from its bytecode dump (lua_dump, LuaJIT's
+ * format 2: header, then the prototypes, the dumped function's own last, each starting with
+ * flags and numparams), as the C API has no lua_getinfo field for it. */
+static int visible_args(lua_State *L)
+{
+    struct abuf *b = abuf_push(L, 1u << 20); /* stack: fn abuf */
+    lua_pushvalue(L, -2);                     /* stack: fn abuf fn */
+    int rc = lua_dump(L, dump_writer, b);
+    lua_pop(L, 1);
+    int params = rc == 0 ? read_params(b) : 255;
+    lua_pop(L, 1); /* the abuf, collected with the dump */
+    return params;
+}
+
+static int read_params(const struct abuf *b)
+{
+    const uint8_t *p = (const uint8_t *)b->p, *end = p + (b->p ? b->len : 0);
+    size_t flags, len, n;
+    if (end - p < 5 || p[0] != 0x1b || p[1] != 'L' || p[2] != 'J' || p[3] != 2)
+        return 255;
+    p += 4;
+    if (!uleb(&p, end, &flags) || (flags & 0x01)) /* big-endian dumps are not expected */
+        return 255;
+    if (!(flags & 0x02) && (!uleb(&p, end, &n) || (size_t)(end - p) < n)) /* not stripped */
+        return 255;
+    if (!(flags & 0x02))
+        p += n; /* the chunk name */
+    int params = 255;
+    while (uleb(&p, end, &len) && len) {
+        if (len < 2 || (size_t)(end - p) < len)
+            return 255;
+        params = (p[0] & 0x02) ? 255 : p[1]; /* PROTO_VARARG, numparams */
+        p += len;
+    }
+    return params;
+}
+
+int values_push_msg_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
+                         const struct hooks_client *from, const struct hooks_client *client)
+{
+    luaL_checkstack(L, BUILDER_NARGS + 4, "hook arguments");
+    if (!r->hook_args[hook]) {
+        int v = visible_args(L);
+        r->hook_args[hook] = (uint8_t)(v >= 255 ? 255 : v + 1);
+    }
+    int visible = r->hook_args[hook] - 1;
+    if (visible == 0)
+        return 0; /* hook(): nothing to build */
+    if (visible < 2)
+        client = NULL; /* hook(msg): no client table */
+    if (!r->builder_ref) {
+        if (luaL_loadbuffer(L, builder_src, sizeof(builder_src) - 1, "=tidemq") != 0)
+            lua_error(L); /* out of memory: the call fails like any other */
+        lua_call(L, 0, 1);
+        r->builder_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->builder_ref);
+    lua_insert(L, -2); /* stack: builder fn */
+    lua_pushlstring(L, m->topic, m->topic_len);
+    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload_len);
+    lua_pushnumber(L, m->qos);
+    lua_pushboolean(L, m->retain);
+    if (m->props_len || m->has_expiry)
+        push_props(L, m); /* rare: built here, field by field */
+    else
+        lua_pushnil(L);
+    if (from) { /* a hooks_client always has a client id */
+        lua_pushstring(L, from->client_id);
+        if (from->username)
+            lua_pushstring(L, from->username);
+        else
+            lua_pushnil(L);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    if (client) {
+        lua_pushnumber(L, client->protocol); /* the builder names it without interning a string */
+        if (client == from) { /* on_publish: msg.from is the client: the same strings again */
+            lua_pushvalue(L, -3);
+            lua_pushvalue(L, -3);
+        } else {
+            if (client->client_id)
+                lua_pushstring(L, client->client_id);
+            else
+                lua_pushnil(L);
+            if (client->username)
+                lua_pushstring(L, client->username);
+            else
+                lua_pushnil(L);
+        }
+        if (client->address)
+            lua_pushstring(L, client->address);
+        else
+            lua_pushnil(L);
+        lua_pushnumber(L, client->listener);
+        if (attrs_empty(client->attrs))
+            lua_pushnil(L);
+        else
+            values_push_attrs(L, client->attrs);
+    } else {
+        for (int i = 0; i < 6; i++)
+            lua_pushnil(L);
+    }
+    return BUILDER_NARGS + 1;
+}
+
 static void push_conn_props(lua_State *L, const struct codec_props *pr)
 {
     lua_newtable(L);
@@ -277,6 +430,11 @@ struct attrs {
     size_t n;
 };
 
+/* Bounds on what a client's attrs keep (C memory outside any VM's cap, searched linearly): keys
+ * past ATTRS_MAX, and keys or strings longer than ATTR_VALUE_MAX, are not kept. */
+#define ATTRS_MAX 64
+#define ATTR_VALUE_MAX 4096
+
 void values_push_attrs(lua_State *L, const struct attrs *a)
 {
     lua_newtable(L);
@@ -292,6 +450,11 @@ void values_push_attrs(lua_State *L, const struct attrs *a)
     }
 }
 
+static bool attrs_empty(const struct attrs *a)
+{
+    return !a || !a->n;
+}
+
 void values_read_attrs(lua_State *L, int idx, struct attrs **ap)
 {
     if (lua_type(L, idx) != LUA_TTABLE)
@@ -300,8 +463,9 @@ void values_read_attrs(lua_State *L, int idx, struct attrs **ap)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int vt = lua_type(L, -1);
-        if (lua_type(L, -2) == LUA_TSTRING &&
-            (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_objlen(L, -2) <= ATTR_VALUE_MAX &&
+            (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN ||
+             (vt == LUA_TSTRING && lua_objlen(L, -1) <= ATTR_VALUE_MAX))) {
             if (!*ap)
                 *ap = xcalloc(1, sizeof(**ap));
             struct attrs *a = *ap;
@@ -310,6 +474,10 @@ void values_read_attrs(lua_State *L, int idx, struct attrs **ap)
             for (size_t i = 0; i < a->n && !x; i++)
                 if (strcmp(a->v[i].key, k) == 0)
                     x = &a->v[i];
+            if (!x && a->n >= ATTRS_MAX) {
+                lua_pop(L, 1);
+                continue;
+            }
             if (!x) {
                 a->v = xrealloc(a->v, (a->n + 1) * sizeof(*a->v));
                 x = &a->v[a->n++];
@@ -461,8 +629,44 @@ static void read_props(lua_State *L, int idx, const char *what, struct props_in 
     }
 }
 
-static const char *const msg_names[] = {"topic", "payload", "qos", "retain", "properties", NULL};
-static const char *const deliver_names[] = {"topic", "payload", "qos", NULL};
+/* The fields a returned message may have; on_deliver allows the first MSG_DELIVER_FIELDS. */
+enum { MF_TOPIC, MF_PAYLOAD, MF_QOS, MF_RETAIN, MF_PROPERTIES, MF_COUNT };
+#define MSG_DELIVER_FIELDS 3
+static const struct {
+    const char *name;
+    size_t len;
+} msg_fields[MF_COUNT] = {
+    {"topic", 5}, {"payload", 7}, {"qos", 3}, {"retain", 6}, {"properties", 10},
+};
+
+/* One traversal of the table at idx: pushes MF_COUNT slots (nil for an absent field) and moves
+ * each field's value into its slot; raises on a key that is not allowed (as check_keys). Returns
+ * the index of the first slot. Cheaper than a lua_getfield per field, each of which interns its
+ * key again. */
+static int read_msg_fields(lua_State *L, int idx, const char *what, int allowed)
+{
+    luaL_checkstack(L, MF_COUNT + 20, what);
+    int slot = lua_gettop(L) + 1;
+    for (int i = 0; i < MF_COUNT; i++)
+        lua_pushnil(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int which = -1;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            for (int i = 0; i < allowed && which < 0; i++)
+                if (kl == msg_fields[i].len && memcmp(k, msg_fields[i].name, kl) == 0)
+                    which = i;
+            if (which < 0)
+                luaL_error(L, "%s: field '%s' is not allowed here", what, k);
+        } else {
+            luaL_error(L, "%s: a %s key is not allowed here", what, luaL_typename(L, -2));
+        }
+        lua_replace(L, slot + which); /* pops the value; the key stays for lua_next */
+    }
+    return slot;
+}
 
 struct msg *values_to_msg(lua_State *L, int idx, const struct msg *base, const char *what,
                           bool deliver, const char *filter, size_t filter_len, uint64_t now_ms)
@@ -476,25 +680,24 @@ struct msg *values_to_msg(lua_State *L, int idx, const struct msg *base, const c
     idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     if (lua_type(L, idx) != LUA_TTABLE)
         luaL_error(L, "%s: a message must be a table, got %s", what, luaL_typename(L, idx));
-    check_keys(L, idx, what, "", deliver ? deliver_names : msg_names);
-    luaL_checkstack(L, 16, what);
-    int t = field(L, idx, "topic");
+    int f = read_msg_fields(L, idx, what, deliver ? MSG_DELIVER_FIELDS : MF_COUNT);
+    int t = lua_type(L, f + MF_TOPIC);
     if (t != LUA_TNIL) {
-        topic = opt_string(L, -1, what, "topic", &tlen, true);
+        topic = opt_string(L, f + MF_TOPIC, what, "topic", &tlen, true);
         if (topic_validate_name(topic, tlen) != 0)
             luaL_error(L, "%s: field 'topic' is not a valid topic name", what);
         if (deliver && (tlen != base->topic_len || memcmp(topic, base->topic, tlen) != 0) &&
             (!filter || !topic_matches(filter, filter_len, topic, tlen)))
             luaL_error(L, "%s: field 'topic' no longer matches the subscription's filter", what);
     }
-    t = field(L, idx, "payload");
+    t = lua_type(L, f + MF_PAYLOAD);
     if (t == LUA_TSTRING || t == LUA_TNUMBER)
-        payload = lua_tolstring(L, -1, &plen);
+        payload = lua_tolstring(L, f + MF_PAYLOAD, &plen);
     else if (t != LUA_TNIL)
         luaL_error(L, "%s: field 'payload' must be a string", what);
-    t = field(L, idx, "qos");
+    t = lua_type(L, f + MF_QOS);
     if (t != LUA_TNIL) {
-        double q = lua_tonumber(L, -1);
+        double q = lua_tonumber(L, f + MF_QOS);
         if (t != LUA_TNUMBER || !(q == 0 || q == 1 || q == 2))
             luaL_error(L, "%s: field 'qos' must be 0, 1 or 2", what);
         if (deliver && q > base->qos)
@@ -502,14 +705,14 @@ struct msg *values_to_msg(lua_State *L, int idx, const struct msg *base, const c
         qos = (int)q;
     }
     if (!deliver) {
-        t = field(L, idx, "retain");
+        t = lua_type(L, f + MF_RETAIN);
         if (t == LUA_TBOOLEAN)
-            retain = lua_toboolean(L, -1);
+            retain = lua_toboolean(L, f + MF_RETAIN);
         else if (t != LUA_TNIL)
             luaL_error(L, "%s: field 'retain' must be a boolean", what);
-        t = field(L, idx, "properties");
+        t = lua_type(L, f + MF_PROPERTIES);
         if (t == LUA_TTABLE)
-            read_props(L, lua_gettop(L), what, &pi);
+            read_props(L, f + MF_PROPERTIES, what, &pi);
         else if (t != LUA_TNIL)
             luaL_error(L, "%s: field 'properties' must be a table", what);
     }
