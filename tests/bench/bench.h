@@ -40,6 +40,7 @@ struct bench_opts {
     unsigned connect_concurrency; /* connection attempts in progress at once */
     unsigned keepalive;           /* seconds, sent in CONNECT */
     bool wildcard;                /* fan-in: one topic per publisher, the subscriber uses `+` */
+    bool json_payload;            /* payload is a JSON object (see BENCH_JSON_MIN) */
 };
 
 /* Fills o from argv. Returns 0, 1 when --help was printed, or -1 after printing an error. */
@@ -97,6 +98,11 @@ enum bconn_state {
  * [0,8) CLOCK_MONOTONIC ns at send, [8,12) publisher index | BENCH_WARMUP_BIT, [12,16) sequence. */
 #define BENCH_PAYLOAD_MIN 16
 #define BENCH_WARMUP_BIT 0x80000000u
+/* With --json-payload the same three figures travel as hex strings in a JSON object a rule can
+ * decode, change and encode again (any key order, any extra keys):
+ * {"t":"<16 hex>","p":"<8 hex>","s":"<8 hex>","c":21.25} (64 bytes; longer payloads add an "x"
+ * string of padding). */
+#define BENCH_JSON_MIN 64
 
 struct bconn {
     struct bench *b;
@@ -118,6 +124,7 @@ struct bconn {
     /* publisher */
     struct buf tmpl;         /* one encoded PUBLISH, patched per message */
     size_t pid_off, pay_off; /* offsets of the packet id and the payload in tmpl */
+    size_t json_t, json_p, json_s; /* --json-payload: offsets of the hex digits in the payload */
     uint16_t *free_ids;      /* stack of unused packet ids 1..inflight */
     unsigned free_n;
     uint8_t *id_state; /* per packet id: ID_* below */
@@ -210,6 +217,7 @@ struct bench {
 
     /* counters: measured messages only unless named warm_ */
     uint64_t sent, acked, delivered, out_of_order, warm_sent, warm_acked, warm_delivered;
+    uint64_t bad_payloads; /* --json-payload: copies whose fields could not be read */
     uint64_t last_progress_ns; /* last delivery or acknowledgement */
     uint64_t last_delivery_ns;
     unsigned pubs_done;

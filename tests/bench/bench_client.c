@@ -149,12 +149,60 @@ void bconn_fini(struct bconn *c)
     c->next_seq = NULL;
 }
 
+/* --json-payload: fills pay[0..n) with the JSON object of BENCH_JSON_MIN (zero digits) and
+ * records where the three hex fields' digits start. */
+static void json_template(struct bconn *c, uint8_t *pay, size_t n)
+{
+    static const char head[] = "{\"t\":\"0000000000000000\",\"p\":\"00000000\",\"s\":\"00000000\","
+                               "\"c\":21.25";
+    size_t hl = sizeof(head) - 1, extra = n - hl - 1; /* n >= BENCH_JSON_MIN = hl + 1 */
+    memcpy(pay, head, hl);
+    if (extra >= 8) { /* ,"x":"xxx..." */
+        memcpy(pay + hl, ",\"x\":\"", 6);
+        memset(pay + hl + 6, 'x', extra - 7);
+        pay[hl + extra - 1] = '"';
+    } else {
+        memset(pay + hl, ' ', extra);
+    }
+    pay[n - 1] = '}';
+    c->json_t = (size_t)(strstr(head, "\"t\":\"") - head) + 5;
+    c->json_p = (size_t)(strstr(head, "\"p\":\"") - head) + 5;
+    c->json_s = (size_t)(strstr(head, "\"s\":\"") - head) + 5;
+}
+
+static void put_hex(uint8_t *p, uint64_t v, int digits)
+{
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        p[i] = (uint8_t)"0123456789abcdef"[v & 15];
+}
+
+/* Reads the hex string value of "key" in a JSON payload; false if absent or malformed. */
+static bool json_hex(const uint8_t *p, size_t n, char key, int digits, uint64_t *out)
+{
+    const char pat[6] = {'"', key, '"', ':', '"', 0};
+    const uint8_t *q = memmem(p, n, pat, 5);
+    if (!q || (size_t)(p + n - (q + 5)) < (size_t)digits + 1 || q[5 + digits] != '"')
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < digits; i++) {
+        uint8_t ch = q[5 + i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return true;
+}
+
 /* Encodes the publisher's PUBLISH once; each message copies it and patches the packet id and the
- * first 16 payload bytes. */
+ * first 16 payload bytes (or, with --json-payload, the three hex fields). */
 static void build_template(struct bconn *c)
 {
     const struct bench_opts *o = &c->b->o;
     uint8_t *zeros = xcalloc(1, o->payload);
+    if (o->json_payload)
+        json_template(c, zeros, o->payload);
     struct codec_publish p;
     memset(&p, 0, sizeof(p));
     p.qos = o->qos;
@@ -256,9 +304,15 @@ static void append_publish(struct bconn *c, uint64_t ts, bool warm)
     }
     uint32_t who = c->idx | (warm ? BENCH_WARMUP_BIT : 0);
     uint32_t seq = warm ? c->warm_seq++ : c->seq++;
-    memcpy(p + c->pay_off, &ts, 8);
-    memcpy(p + c->pay_off + 8, &who, 4);
-    memcpy(p + c->pay_off + 12, &seq, 4);
+    if (c->b->o.json_payload) {
+        put_hex(p + c->pay_off + c->json_t, ts, 16);
+        put_hex(p + c->pay_off + c->json_p, who, 8);
+        put_hex(p + c->pay_off + c->json_s, seq, 8);
+    } else {
+        memcpy(p + c->pay_off, &ts, 8);
+        memcpy(p + c->pay_off + 8, &who, 4);
+        memcpy(p + c->pay_off + 12, &seq, 4);
+    }
     c->out.len += c->tmpl.len;
 }
 
@@ -346,9 +400,23 @@ static void deliver(struct bconn *c, const struct codec_publish *p, uint64_t t)
         return; /* not ours */
     uint64_t ts;
     uint32_t who, seq;
-    memcpy(&ts, p->payload.p, 8);
-    memcpy(&who, p->payload.p + 8, 4);
-    memcpy(&seq, p->payload.p + 12, 4);
+    if (b->o.json_payload) { /* a rule may have rewritten it: the fields are found by name */
+        uint64_t w, q;
+        if (!json_hex(p->payload.p, p->payload.len, 't', 16, &ts) ||
+            !json_hex(p->payload.p, p->payload.len, 'p', 8, &w) ||
+            !json_hex(p->payload.p, p->payload.len, 's', 8, &q)) {
+            if (!b->bad_payloads++)
+                bench_error(b, "subscriber %u: a payload without the JSON fields t, p, s",
+                            c->idx);
+            return;
+        }
+        who = (uint32_t)w;
+        seq = (uint32_t)q;
+    } else {
+        memcpy(&ts, p->payload.p, 8);
+        memcpy(&who, p->payload.p + 8, 4);
+        memcpy(&seq, p->payload.p + 12, 4);
+    }
     b->last_progress_ns = t;
     b->win_delivered += b->counting;
     if (who & BENCH_WARMUP_BIT) {

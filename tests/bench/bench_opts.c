@@ -31,6 +31,8 @@ static const char usage_text[] =
     "  --warmup SECONDS      unmeasured publishing before the window (default 1)\n"
     "  --drain SECONDS       max wait for stragglers after publishing stops, <= 5 (default 5)\n"
     "  --wildcard            fan-in: one topic per publisher, subscriber uses a + filter\n"
+    "  --json-payload        payload is a JSON object {\"t\":..,\"p\":..,\"s\":..,\"c\":21.25} "
+    "(at least 64 bytes)\n"
     "  --connect-timeout S   per connection, until CONNACK/SUBACK (default 10)\n"
     "  --connect-concurrency N  connection attempts in flight at once (default 100)\n"
     "  --keepalive SECONDS   keepalive sent in CONNECT (default 60; pings every 20 s)\n"
@@ -60,6 +62,7 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_CONNECT_CONCURRENCY,
     OPT_KEEPALIVE,
+    OPT_JSON_PAYLOAD,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +88,7 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"connect-concurrency", required_argument, NULL, OPT_CONNECT_CONCURRENCY},
     {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"json-payload", no_argument, NULL, OPT_JSON_PAYLOAD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -249,6 +253,9 @@ static int apply(struct bench_opts *o, int opt, const char *arg)
     case OPT_WILDCARD:
         o->wildcard = true;
         return 0;
+    case OPT_JSON_PAYLOAD:
+        o->json_payload = true;
+        return 0;
     case OPT_CONNECT_TIMEOUT:
         return parse_double(name, arg, 0.1, 600, &o->connect_timeout);
     case OPT_CONNECT_CONCURRENCY:
@@ -308,6 +315,11 @@ int bench_opts_parse(struct bench_opts *o, int argc, char **argv)
         fprintf(stderr, "tidemq-bench: --payload %zu raised to %d (timestamp, publisher, seq)\n",
                 o->payload, BENCH_PAYLOAD_MIN);
         o->payload = BENCH_PAYLOAD_MIN;
+    }
+    if (o->scenario != SCEN_CONNECTIONS && o->json_payload && o->payload < BENCH_JSON_MIN) {
+        fprintf(stderr, "tidemq-bench: --payload %zu raised to %d for --json-payload\n",
+                o->payload, BENCH_JSON_MIN);
+        o->payload = BENCH_JSON_MIN;
     }
     /* --messages ends the run when every publisher is through; --duration still bounds it. */
     if (o->messages && !o->duration_set)

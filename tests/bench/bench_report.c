@@ -118,6 +118,9 @@ void bench_report_json(const struct bench *b, const struct bench_result *r)
     }
     if (r->have_rss)
         printf(",\"broker_rss_kb\":%llu", (unsigned long long)r->broker_rss_kb);
+    if (o->json_payload)
+        printf(",\"json_payload\":true,\"bad_payloads\":%llu",
+               (unsigned long long)b->bad_payloads);
     printf(",\"errors\":%u,\"error\":", b->error_count);
     json_str(b->error);
     printf(",\"ok\":%s}\n", b->ok ? "true" : "false");

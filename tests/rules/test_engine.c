@@ -14,33 +14,9 @@
 #include "hooks.h"
 #include "host.h"
 #include "msg.h"
+#include "rules_test_support.h"
 
-static int passed, failed;
 static int log_lines;
-
-static void check(int ok, const char *what, const char *detail)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, detail ? detail : "");
-    }
-}
-
-static uint64_t mono(void *ctx)
-{
-    (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static double now(void *ctx)
-{
-    (void)ctx;
-    return (double)time(NULL);
-}
 
 static void on_log(void *ctx, int level, const char *rule, const char *text)
 {
@@ -49,71 +25,22 @@ static void on_log(void *ctx, int level, const char *rule, const char *text)
 }
 
 static const struct host host = {.monotonic_ms = mono, .now = now, .log = on_log};
-static char dir[64];
-
-static void write_rule(const char *name, const char *text)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
-    chmod(path, 0644);
-}
-
-static void clear_dir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/*.lua", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot clear %s\n", dir);
-}
-
-static char errbuf[1024];
-
-static void on_err(void *arg, const char *text)
-{
-    (void)arg;
-    snprintf(errbuf, sizeof(errbuf), "%s", text);
-}
 
 /* Publishes topic/payload through e; returns the one output payload (static) or a verdict. */
 static const char *publish(struct engine *e, const char *topic, const char *payload)
 {
-    static char out[4096];
     struct msg_init mi = {.topic = topic, .topic_len = strlen(topic), .payload = payload,
                           .payload_len = strlen(payload), .origin = "c1"};
-    struct msg *m = msg_new(&mi);
     struct hooks_client cl = {.client_id = "c1", .username = "u", .protocol = 5,
                               .address = "127.0.0.1", .listener = 1883};
-    struct hooks_publish_answer a;
-    engine_on_publish(e, m, &cl, 0, &a);
-    if (a.a.verdict == HOOKS_REFUSE)
-        snprintf(out, sizeof(out), "refused:%d", a.a.reason);
-    else if (a.out_count == 0)
-        snprintf(out, sizeof(out), "dropped");
-    else
-        snprintf(out, sizeof(out), "%.*s", (int)a.out[0]->payload_len,
-                 (const char *)a.out[0]->payload);
-    for (size_t i = 0; i < a.out_count; i++)
-        msg_release(&a.out[i]);
-    free(a.out);
-    msg_release(&m);
-    return out;
+    return publish_outcome(e, &mi, &cl);
 }
 
 static struct engine *load(void)
 {
     struct engine_limits lim;
     engine_limits_default(&lim);
-    struct engine *e = engine_new(&lim, &host);
-    errbuf[0] = '\0';
-    if (engine_load(e, dir, true, on_err, NULL) != 0) {
-        check(0, "load", errbuf);
-        engine_free(e);
-        return NULL;
-    }
-    return e;
+    return load_engine(&lim, &host);
 }
 
 /* Each line is one assertion run inside a rule VM: the rule returns "ok" or the failing line. */
@@ -343,15 +270,10 @@ static void test_load_errors(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/tidemq-test-engine-XXXXXX");
-    if (!mkdtemp(dir))
+    if (make_rules_dir("/tmp/tidemq-test-engine-XXXXXX", 0755) != 0)
         return 1;
-    chmod(dir, 0755);
     test_modules();
     test_chains();
     test_load_errors();
-    clear_dir();
-    rmdir(dir);
-    printf("test_engine: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish("test_engine");
 }

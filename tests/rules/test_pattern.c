@@ -18,18 +18,7 @@
 #include "hooks.h"
 #include "host.h"
 #include "msg.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *what, const char *detail)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAIL %s: %s\n", what, detail);
-    }
-}
+#include "rules_test_support.h"
 
 struct find_case {
     const char *s, *p;
@@ -191,24 +180,16 @@ static const char glue_code[] =
     "add(pcall(string.find, 'x', '[a'))\n"
     "return table.concat(o, ' ')\n";
 
-static uint64_t mono(void *ctx)
-{
-    (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Runs `body` as the on_publish of a one-rule bundle; returns the resulting payload (static). */
 static const char *run_in_rule(const char *body, double *ms)
 {
     static char payload[8192];
-    char dir[] = "/tmp/tidemq-test-pattern-XXXXXX";
-    if (!mkdtemp(dir))
+    char rule_dir[] = "/tmp/tidemq-test-pattern-XXXXXX";
+    if (!mkdtemp(rule_dir))
         return "mkdtemp";
-    chmod(dir, 0755);
+    chmod(rule_dir, 0755);
     char path[256];
-    snprintf(path, sizeof(path), "%s/10-t.lua", dir);
+    snprintf(path, sizeof(path), "%s/10-t.lua", rule_dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "local function body(msg)\n%s\nend\n"
                "return { on_publish = function(msg) return { payload = body(msg) } end }\n",
@@ -220,7 +201,7 @@ static const char *run_in_rule(const char *body, double *ms)
     engine_limits_default(&lim);
     struct engine *e = engine_new(&lim, &h);
     snprintf(payload, sizeof(payload), "load failed");
-    if (engine_load(e, dir, true, NULL, NULL) == 0) {
+    if (engine_load(e, rule_dir, true, NULL, NULL) == 0) {
         struct msg_init mi = {.topic = "t", .topic_len = 1, .payload = "p", .payload_len = 1};
         struct msg *m = msg_new(&mi);
         struct hooks_client cl = {.client_id = "test", .protocol = 5};
@@ -242,7 +223,7 @@ static const char *run_in_rule(const char *body, double *ms)
     }
     engine_free(e);
     unlink(path);
-    rmdir(dir);
+    rmdir(rule_dir);
     return payload;
 }
 
