@@ -130,10 +130,11 @@ class Client:
 
     def __init__(self, broker, client_id=None, protocol=MQTTv311, clean=True, keepalive=60,
                  username=None, password=None, will=None, properties=None, connect=True,
-                 timeout=WAIT):
+                 timeout=WAIT, transport="tcp", ws_path="/mqtt"):
         """broker: anything with .host and .port. client_id None: a unique id; "" sends an empty
         one. clean: clean session (3.x) / clean start (5). will: dict(topic, payload, qos, retain,
-        properties). properties: CONNECT properties (v5)."""
+        properties). properties: CONNECT properties (v5). transport: "tcp" or "websockets" (MQTT
+        over WebSockets to ws_path)."""
         self.host, self.port = broker.host, broker.port
         self.protocol = protocol
         self.client_id = unique_id("c") if client_id is None else client_id
@@ -153,10 +154,13 @@ class Client:
         self._cond = threading.Condition()
         if protocol == MQTTv5:
             self.paho = mqtt.Client(client_id=self.client_id, protocol=protocol,
-                                    reconnect_on_failure=False)
+                                    reconnect_on_failure=False, transport=transport)
         else:
             self.paho = mqtt.Client(client_id=self.client_id, clean_session=clean,
-                                    protocol=protocol, reconnect_on_failure=False)
+                                    protocol=protocol, reconnect_on_failure=False,
+                                    transport=transport)
+        if transport == "websockets":
+            self.paho.ws_set_options(path=ws_path)
         if username is not None:
             self.paho.username_pw_set(username, password)
         if will:
@@ -709,9 +713,11 @@ def parse(p, version=4):
 class RawClient:
     """A TCP socket speaking MQTT byte by byte. Every read has a timeout."""
 
-    def __init__(self, broker, version=4, timeout=WAIT):
+    def __init__(self, broker, version=4, timeout=WAIT, source=None):
+        """source: a local address to connect from (e.g. "127.0.0.2": all of 127/8 is loopback)."""
         self.version = version
-        self.sock = socket.create_connection((broker.host, broker.port), timeout=timeout)
+        self.sock = socket.create_connection((broker.host, broker.port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         _track(self)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
