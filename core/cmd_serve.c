@@ -156,7 +156,15 @@ int cmd_serve(int argc, char **argv)
      * listeners open) must not kill the broker: ignore it until then. */
     signal(SIGHUP, SIG_IGN);
     uint64_t capacity = raise_fd_limit();
-    struct event_base *base = event_base_new();
+    /* A connection that yields for fairness after a few full reads re-activates its own read
+     * event (conn.c read_again); libevent would run it again before polling anyone else, so
+     * it checks for new events (and timers) after every 64 callbacks. */
+    struct event_config *ecfg = event_config_new();
+    struct event_base *base = NULL;
+    if (ecfg && event_config_set_max_dispatch_interval(ecfg, NULL, 64, 0) == 0)
+        base = event_base_new_with_config(ecfg);
+    if (ecfg)
+        event_config_free(ecfg);
     if (!base) {
         log_error("broker", "cannot create the event loop");
         config_fini(&cfg);

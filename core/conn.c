@@ -524,13 +524,15 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct conn *c = arg;
-    if (c->read_wants_write) {
-        /* the transport's read was waiting for this (a handshake reply did not fit) */
-        c->read_wants_write = false;
-        event_add(conn_read_event(c), NULL);
-        on_readable(fd, EV_READ, c);
-    }
-    write_out(c);
+    bool retry_read = c->read_wants_write;
+    c->read_wants_write = false;
+    /* write first: a read that waited for writability may be waiting for its own answers
+     * (WebSocket pongs) to leave */
+    if (!write_out(c) || !retry_read)
+        return;
+    /* the transport's read was waiting for this (a handshake reply did not fit) */
+    event_add(conn_read_event(c), NULL);
+    on_readable(fd, EV_READ, c);
 }
 
 /* A transport's read needs the socket writable first: stop watching for input meanwhile (the
@@ -687,8 +689,11 @@ static void buffer_input(struct conn *c)
             c->b->stats.bytes_received += (uint64_t)n;
             continue;
         }
-        if (n == TRANSPORT_WANT_READ)
+        if (n == TRANSPORT_WANT_READ) {
+            if (transport_has_input(c->tr))
+                read_again(c); /* stopped at a layer's own bound, not drained */
             return;
+        }
         if (n == TRANSPORT_WANT_WRITE) {
             read_when_writable(c);
             return;
@@ -750,8 +755,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (n < 0) {
-            if (n == TRANSPORT_WANT_READ)
+            if (n == TRANSPORT_WANT_READ) {
+                if (transport_has_input(c->tr))
+                    read_again(c); /* stopped at a layer's own bound, not drained */
                 return;
+            }
             if (n == TRANSPORT_WANT_WRITE) {
                 read_when_writable(c);
                 return;

@@ -448,6 +448,10 @@ static char *common_name(X509_NAME *name)
 
 static void peer_info(struct tls_layer *tl)
 {
+    /* Formatting names can queue OpenSSL errors (an odd-length BMPString...); this runs between
+     * SSL_read/SSL_write and SSL_get_error (note_handshake), whose answer they would change: the
+     * mark puts the error queue back as it was. */
+    ERR_set_mark();
     tl->peer_ready = true;
     X509 *cert = SSL_get0_peer_certificate(tl->ssl);
     /* without SSL_VERIFY_PEER no certificate was asked for, and a verify result of "ok" would
@@ -460,6 +464,7 @@ static void peer_info(struct tls_layer *tl)
         tl->identity = common_name(X509_get_subject_name(cert));
     tl->peer.subject = tl->subject;
     tl->peer.issuer = tl->issuer;
+    ERR_pop_to_mark();
 }
 
 static struct tls_layer *finished_layer(struct transport *t)

@@ -34,6 +34,13 @@
 #define HS_INITIAL 1024
 /* RFC 6455 7.4.1 status codes */
 #define WS_CLOSE_NORMAL 1000
+/* Pongs and close answers queued in wire and not yet written since wire last drained: past this
+ * the connection stops reading (a client that pings without reading cannot grow the broker's
+ * memory), until its socket takes them. */
+#define WS_CONTROL_MAX (64u * 1024)
+/* Reads from the layer below per ws_read: frames without MQTT payload (pings, empty binary
+ * frames) do not fill the caller's buffer, so the loop needs its own bound to yield. */
+#define WS_READS_PER_CALL 4
 #define WS_CLOSE_UNSUPPORTED_DATA 1003
 
 enum ws_state {
@@ -64,6 +71,8 @@ struct ws {
     bool text_frame; /* a text frame arrived: closing with 1003 */
     bool in_message; /* between the fragments of a binary message */
     bool close_sent; /* our close frame is in wire (written here, not by wslay) */
+    bool capped;     /* the last read stopped at WS_READS_PER_CALL: read again (has_input) */
+    uint32_t control_queued; /* control-frame bytes added to wire since it was last empty */
 };
 
 /* --- wslay callbacks --- */
@@ -100,6 +109,8 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
     if (!w->wire)
         w->wire = evbuffer_new();
     evbuffer_add(w->wire, data, len);
+    w->control_queued = w->control_queued + len > UINT32_MAX ? UINT32_MAX
+                                                             : (uint32_t)(w->control_queued + len);
     return (ssize_t)len;
 }
 
@@ -252,8 +263,15 @@ static ssize_t ws_read(struct transport *t, void *buf, size_t len, const char **
     }
     w->out = buf;
     w->out_len = 0;
+    w->capped = false;
     ssize_t lower = 0;
+    bool control_full = false;
+    int reads = 0;
     while (w->state == WS_OPEN && w->out_len < len) {
+        if (w->control_queued > WS_CONTROL_MAX) {
+            control_full = true;
+            break;
+        }
         size_t room = len - w->out_len;
         if (w->hs) {
             /* bytes that came with the request: not in buf, so feed at most what buf can take */
@@ -273,6 +291,10 @@ static ssize_t ws_read(struct transport *t, void *buf, size_t len, const char **
             continue;
         }
         /* in place: the frames land where their payload is copied to (see the file comment) */
+        if (reads++ == WS_READS_PER_CALL) {
+            w->capped = true;
+            break;
+        }
         uint8_t *at = w->out + w->out_len;
         lower = transport_read(w->head.lower, w->head.fd, at, room, why);
         if (lower <= 0)
@@ -292,6 +314,10 @@ static ssize_t ws_read(struct transport *t, void *buf, size_t len, const char **
         *why = w->failure;
         return TRANSPORT_ERROR;
     }
+    if (control_full)
+        return TRANSPORT_WANT_WRITE; /* conn.c reads again once the socket takes our answers */
+    if (w->capped)
+        return TRANSPORT_WANT_READ; /* with has_input true: conn.c reads again soon */
     return lower < 0 ? lower : (lower == 0 ? 0 : TRANSPORT_WANT_READ);
 }
 
@@ -341,6 +367,7 @@ static ssize_t ws_write(struct transport *t, struct evbuffer *out, const char **
     }
     for (;;) {
         if (!w->wire || !evbuffer_get_length(w->wire)) {
+            w->control_queued = 0;
             if (!have)
                 break;
             frame(w, out);
@@ -410,8 +437,15 @@ static void ws_free(struct transport *t)
     free(w);
 }
 
+/* A read stopped at its bound with more perhaps waiting below (ws_read). */
+static bool ws_has_input(const struct transport *t)
+{
+    return ((const struct ws *)t)->capped;
+}
+
 static const struct transport_ops ws_ops = {
     .name = "ws",
+    .has_input = ws_has_input,
     .read = ws_read,
     .write = ws_write,
     .pending_out = ws_pending_out,

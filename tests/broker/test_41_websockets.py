@@ -12,6 +12,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -484,6 +485,65 @@ def test_ping_is_answered_with_pong_carrying_its_payload(wsb):
         ws.send(frame(OP_PONG, b"unsolicited"))  # ignored (RFC 6455 5.5.3)
         ws.send_mqtt(b"\xc0\x00")
         assert ws.expect_mqtt(PINGRESP)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def flood(sock, data, seconds):
+    """Sends data over and over for at most `seconds` or until the socket stops taking it (the
+    broker stopped reading); returns the bytes sent."""
+    sent, deadline = 0, time.monotonic() + seconds
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            sent += sock.send(data)
+        except socket.timeout:
+            break
+    return sent
+
+
+def test_pings_from_a_client_that_never_reads_cannot_grow_memory(wsb):
+    """Each ping queues a pong; a client that pings and never reads must be stopped (the broker
+    stops reading it once 64 KiB of answers wait), not buffered without bound."""
+    topic = unique_topic("pingflood")
+    with Client(WsAddr(wsb), transport="websockets") as other:
+        other.subscribe(topic, 1)
+        with WsRaw(wsb) as ws:
+            ws.connect_mqtt("pingflood")
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            before = rss_kib(wsb.pid)
+            pings = frame(OP_PING, b"p" * 125) * 512  # 64 KiB of pings per send
+            sent = flood(ws.sock, pings, 5.0)
+            grown = rss_kib(wsb.pid) - before
+            # unbounded, this grew by about what was sent (hundreds of MB in 5 s)
+            assert grown < 48 * 1024, (sent, grown)
+            other.publish(topic, b"still served", qos=1)
+            assert other.expect_one().payload == b"still served"
+    assert wsb.alive()
+
+
+def test_a_flooding_websocket_client_does_not_starve_the_others(wsb):
+    """A client that keeps its socket full is read a few buffers at a time, then everyone else
+    gets a turn: a new client's CONNECT is answered while the flood goes on."""
+    with WsRaw(wsb) as ws:
+        ws.connect_mqtt("flooder")
+        publishes = b"".join(
+            frame(OP_BINARY, publish_packet(f"flood/{i % 8}", b"x" * 200)) for i in range(256))
+        stop = time.monotonic() + 4.0
+        t = threading.Thread(target=flood, args=(ws.sock, publishes, 4.0), daemon=True)
+        t.start()
+        time.sleep(0.5)
+        with Client(wsb) as c:  # plain TCP, connects while the flood runs
+            c.publish(unique_topic("starve"), b"x", qos=1)
+        assert time.monotonic() < stop, "the flood ended before the other client was served"
+        t.join(6)
+    assert wsb.alive()
 
 
 def test_close_handshake_client_first(wsb):
