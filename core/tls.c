@@ -180,8 +180,14 @@ static SSL_CTX *build_ctx(const struct config_listener *l, char *why, size_t len
     if (l->crlfile &&
         (!readable("crlfile", l->crlfile, why, len) || !load_crl(ctx, l->crlfile, why, len)))
         goto fail;
-    if (l->require_certificate)
+    if (l->require_certificate) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        /* a resumed session is not verified again: with tickets a client could come back for
+         * hours on a certificate that has since expired, or been revoked by a reloaded CRL.
+         * With the session cache off this means every mTLS connection is a full handshake. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
     static const unsigned char sid_ctx[] = "tidemq";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     ERR_clear_error();

@@ -240,6 +240,27 @@ def test_crlfile_does_not_refuse_unrevoked_certificates(broker_factory, certs):
     assert mqtt_over_tls(ep, client_context(certs, "bob"))[:1] == bytes([CONNACK << 4])
 
 
+def session_after_connack(ep, ctx):
+    """The client's TLS session once CONNACK arrived (TLS 1.3 tickets come after the handshake)."""
+    s = ssl_connect(ep, ctx)
+    try:
+        s.sendall(connect_packet(4, unique_id("ticket")))
+        assert s.recv(4)[:1] == bytes([CONNACK << 4])
+        return s.session
+    finally:
+        s.close()
+
+
+def test_mtls_listeners_issue_no_session_tickets(broker_factory, certs):
+    """A resumed session skips certificate verification: with require_certificate the broker
+    issues no tickets, so an expired or revoked certificate cannot come back by resumption.
+    A listener without client certificates still resumes."""
+    b = broker_factory(mtls_config(certs) + tls_config(certs))
+    mtls, tls = tls_endpoint(b, 1), tls_endpoint(b, 2)
+    assert not session_after_connack(mtls, client_context(certs, "bob")).has_ticket
+    assert session_after_connack(tls, client_context(certs)).has_ticket
+
+
 def test_without_require_certificate_no_client_certificate_is_needed(broker_factory, certs):
     b = broker_factory(tls_config(certs, f"cafile {certs.ca}\n"))
     ep = tls_endpoint(b)
