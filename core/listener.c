@@ -52,8 +52,8 @@ const char *listener_format_addr(const struct sockaddr *addr, char *host, uint16
     return host;
 }
 
-void listener_admit(struct broker *b, const struct config_listener *lcfg, int fd,
-                    const struct sockaddr *addr, int addrlen)
+struct conn *listener_admit(struct broker *b, const struct config_listener *lcfg, int fd,
+                            const struct sockaddr *addr, int addrlen)
 {
     if (b->connect_rate) {
         /* before reading anything: a storm from one address costs an accept and a close */
@@ -74,10 +74,10 @@ void listener_admit(struct broker *b, const struct config_listener *lcfg, int fd
         if (v == CONNECT_RATE_REFUSE || v == CONNECT_RATE_REFUSE_FIRST) {
             b->stats.refused_connect_rate++;
             evutil_closesocket(fd);
-            return;
+            return NULL;
         }
     }
-    conn_new(b, lcfg, fd, addr, addrlen);
+    return conn_new(b, lcfg, fd, addr, addrlen);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)

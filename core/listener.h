@@ -10,6 +10,7 @@
 
 struct broker;
 struct config_listener;
+struct conn;
 struct evconnlistener;
 struct event;
 struct tls_server;
@@ -42,9 +43,9 @@ void listener_reload_tls(struct listener *l);
 /* Takes ownership of fd, a client socket accepted on lcfg whose client address is addr (the TCP
  * peer, or the one its PROXY header gave): closes it at once when connect_rate_per_address
  * refuses that address (counted, logged once per episode), else hands it to conn_new. Borrows
- * addr. */
-void listener_admit(struct broker *b, const struct config_listener *lcfg, int fd,
-                    const struct sockaddr *addr, int addrlen);
+ * addr. Returns the new connection, or NULL if it was refused. */
+struct conn *listener_admit(struct broker *b, const struct config_listener *lcfg, int fd,
+                            const struct sockaddr *addr, int addrlen);
 
 /* Formats addr's host into host (INET6_ADDRSTRLEN bytes; "?" for another family) and its port
  * into *port; returns host. */

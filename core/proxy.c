@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "proxy_header.h"
@@ -187,9 +188,12 @@ static void admit(struct proxy_pending *p, const struct proxy_header *h)
     struct broker *b = p->b;
     const struct config_listener *lcfg = p->lcfg;
     int fd = p->fd;
+    uint64_t accepted_ms = p->deadline_ms - b->cfg->connect_timeout_ms;
     unlink_pending(p);
     free(p);
-    listener_admit(b, lcfg, fd, (const struct sockaddr *)&real, (int)real_len);
+    struct conn *c = listener_admit(b, lcfg, fd, (const struct sockaddr *)&real, (int)real_len);
+    if (c)
+        c->last_rx_ms = accepted_ms; /* one connect_timeout from accept, header included */
 }
 
 /* Waits for more bytes until the deadline; false (and p refused) once it has passed. */

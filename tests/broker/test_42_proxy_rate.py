@@ -304,6 +304,18 @@ def test_header_that_does_not_arrive_in_time_is_closed(pbroker, partial):
                      r"within connect_timeout", start=start)
 
 
+def test_connect_timeout_counts_from_the_accept_not_from_the_header(pbroker):
+    """A header that takes most of connect_timeout (1s here) leaves the rest for CONNECT: the
+    connection is closed about 1 s after the accept, not 1 s after its header."""
+    c = raw_to(pbroker)
+    t0 = time.monotonic()
+    time.sleep(0.7)
+    c.send(v1())
+    assert c.expect_closed(timeout=4) == []
+    took = time.monotonic() - t0
+    assert took < 1.6, took  # with a fresh timeout after the header: 1.7 s and more
+
+
 def test_shutdown_while_a_header_is_pending_is_clean(broker_factory):
     """SIGTERM with sockets still waiting for their header: they are closed, the broker exits 0
     and the sanitizers find no leak (checked by stop())."""
