@@ -88,14 +88,29 @@ static int l_publish(lua_State *L)
 }
 
 /* --- timers --- */
+
+/* A timer and the id tide.every/after returned. Ids count up per VM and are never reused: a
+ * registry reference would be reused by the next timer as soon as it was freed, so an id kept
+ * after its one-shot fired (a per-client timer table, say) would cancel someone else's timer.
+ * Every rule_timer is allocated and freed here, so the list's pointers are slots. */
+struct timer_slot {
+    struct rule_timer t; /* first */
+    double id;
+};
+
+static char timer_seq_key; /* registry key (its address): the VM's last timer id */
+
 static void on_timer(void *arg)
 {
     struct rule_timer *t = arg;
     struct rule *r = t->r;
     bool repeat = t->repeat;
+    /* A firing one-shot is freed here, after its callback: marked fired, tide.cancel (from the
+     * callback, or a hook the callback's tide.publish reaches) leaves it alone. A repeating timer
+     * may be cancelled (freed) by its callback: t is not touched after dispatch_timer. */
+    t->fired = !repeat;
     dispatch_timer(t);
     if (!repeat) {
-        /* a one-shot is done: unlink and free it (its function reference went in timer_fn) */
         for (struct rule_timer **pp = &r->timers; *pp; pp = &(*pp)->next) {
             if (*pp == t) {
                 *pp = t->next;
@@ -104,6 +119,8 @@ static void on_timer(void *arg)
         }
         if (r->eng->host.timer_cancel)
             r->eng->host.timer_cancel(r->eng->host.ctx, t->handle);
+        /* outside a call the VM is uncapped: as in vm_open, only a failing malloc could raise */
+        luaL_unref(r->L, LUA_REGISTRYINDEX, t->fn_ref);
         free(t);
     }
 }
@@ -127,22 +144,32 @@ static int add_timer(lua_State *L, bool repeat, const char *fname)
         lua_pushliteral(L, "no_timers");
         return 2;
     }
+    lua_pushlightuserdata(L, &timer_seq_key); /* may raise: before C owns anything */
+    lua_pushlightuserdata(L, &timer_seq_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    double id = lua_tonumber(L, -1) + 1;
+    lua_pop(L, 1);
+    lua_pushnumber(L, id);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, 2);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before C owns anything */
-    struct rule_timer *t = xcalloc(1, sizeof(*t));
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct timer_slot *slot = xcalloc(1, sizeof(*slot));
+    slot->id = id;
+    struct rule_timer *t = &slot->t;
     t->r = r;
     t->fn_ref = ref;
     t->repeat = repeat;
     t->handle = e->host.timer_add(e->host.ctx, (uint64_t)(s * 1000), repeat, on_timer, t);
     if (!t->handle) {
-        free(t);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        free(slot);
         lua_pushnil(L);
         lua_pushliteral(L, "no_timers");
         return 2;
     }
     t->next = r->timers;
     r->timers = t;
-    lua_pushnumber(L, ref);
+    lua_pushnumber(L, id);
     return 1;
 }
 
@@ -162,10 +189,10 @@ static int l_after(lua_State *L)
 static int l_cancel(lua_State *L)
 {
     struct rule *r = vm_rule(L);
-    int id = (int)luaL_checknumber(L, 1);
+    double id = luaL_checknumber(L, 1);
     for (struct rule_timer **pp = &r->timers; *pp; pp = &(*pp)->next) {
         struct rule_timer *t = *pp;
-        if (t->fn_ref == id && id != LUA_NOREF) {
+        if (((struct timer_slot *)t)->id == id && !t->fired) {
             *pp = t->next;
             if (r->eng->host.timer_cancel)
                 r->eng->host.timer_cancel(r->eng->host.ctx, t->handle);

@@ -770,11 +770,7 @@ void dispatch_drain(struct engine *e)
 static int timer_fn(lua_State *L, void *ud)
 {
     struct rule_timer *t = ud;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
-    if (!t->repeat) {
-        luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
-        t->fn_ref = LUA_NOREF;
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref); /* a one-shot's ref is freed by on_timer */
     lua_call(L, 0, 0);
     return 0;
 }
