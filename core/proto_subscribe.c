@@ -15,7 +15,6 @@
 #include "log.h"
 #include "router.h"
 #include "session.h"
-#include "subtree.h"
 #include "topic.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -161,8 +160,7 @@ int proto_subscribe(struct conn *c, struct codec_subscribe *sp)
             granted_opts |= SESSION_SUBOPT_RULE_GRANTED; /* exempt from the read ACL */
         bool existed = session_sub_add(s, f, fb.len, granted_opts, sub_id,
                                        rewritten ? (const char *)actual.data : NULL,
-                                       rewritten ? actual.len : 0);
-        subtree_add(b->subs, group, glen, real, rlen, s, granted_opts, sub_id, NULL);
+                                       rewritten ? actual.len : 0); /* and the tree entry */
         codes[n++] = qos;
         if (cfg->log_types & CONFIG_LOG_SUBSCRIBE)
             log_info("sub", "subscribe client=%s filter=%.*s qos=%u", s->client_id,

@@ -541,12 +541,70 @@ static long find_sub(const struct session *s, const char *filter, size_t len)
     return -1;
 }
 
-static void tree_remove(struct session *s, const char *filter, size_t len);
-
 /* What the tree holds for sub. */
 static const char *sub_tree_filter(const struct session_sub *sub)
 {
     return sub->actual ? sub->actual : sub->filter;
+}
+
+/* Splits a tree filter into its shared group (NULL for none) and the filter after it. */
+static void tree_key(const char *filter, size_t len, const char **group, size_t *glen,
+                     const char **f, size_t *flen)
+{
+    if (topic_parse_shared(filter, len, group, glen, f, flen) != 1)
+        *group = NULL, *glen = 0, *f = filter, *flen = len;
+}
+
+/* The tree keeps one entry per (session, filter), but a rule's rewrites can map several of the
+ * client's subscriptions onto one filter (A and B both to X, or A onto an X the client also holds
+ * directly). So the entry for tf is derived from every subscription of s that maps to it, and
+ * removed only when none is left. A message on tf goes to s once, as router.c treats overlapping
+ * filters: the highest QoS, Retain As Published if any mapping asks, No Local only if all ask.
+ * The ACL exemption is tracked per mapping: a delivery is exempt when a rule-granted mapping would
+ * deliver it on its own (so one whose No Local would withhold the client's own messages does not
+ * exempt those), which is exactly what that mapping alone would get; once the granted mappings
+ * are gone the exemption goes with them. The entry holds one subscription identifier: the first
+ * non-zero one of the mappings (a known limit; MQTT would send all of them). Costs a scan of s's
+ * subscriptions per SUBSCRIBE/UNSUBSCRIBE, nothing per delivery. */
+static void tree_sync(struct session *s, const char *tf, size_t tflen)
+{
+    bool any = false, all_nl = true, granted = false, granted_no_nl = false;
+    uint8_t qos = 0, opts = 0;
+    uint32_t sub_id = 0;
+    for (size_t i = 0; i < s->sub_count; i++) {
+        const struct session_sub *sub = &s->subs[i];
+        const char *x = sub_tree_filter(sub);
+        if (strlen(x) != tflen || memcmp(x, tf, tflen) != 0)
+            continue;
+        uint8_t o = sub->options;
+        if (!any)
+            opts = (uint8_t)(CODEC_SUBOPT_RH(o) << 4); /* only SUBSCRIBE reads it */
+        any = true;
+        if (CODEC_SUBOPT_QOS(o) > qos)
+            qos = CODEC_SUBOPT_QOS(o);
+        opts |= o & CODEC_SUBOPT_RAP;
+        bool nl = (o & CODEC_SUBOPT_NO_LOCAL) != 0;
+        all_nl &= nl;
+        if (o & SESSION_SUBOPT_RULE_GRANTED) {
+            granted = true;
+            granted_no_nl |= !nl;
+        }
+        if (!sub_id)
+            sub_id = sub->sub_id;
+    }
+    const char *group, *f;
+    size_t glen, flen;
+    tree_key(tf, tflen, &group, &glen, &f, &flen);
+    if (!any) {
+        subtree_remove(s->b->subs, group, glen, f, flen, s);
+        return;
+    }
+    opts |= qos;
+    if (all_nl)
+        opts |= CODEC_SUBOPT_NO_LOCAL;
+    if (all_nl ? granted : granted_no_nl)
+        opts |= SESSION_SUBOPT_RULE_GRANTED;
+    subtree_add(s->b->subs, group, glen, f, flen, s, opts, sub_id, NULL);
 }
 
 bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
@@ -555,35 +613,30 @@ bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t 
     if (actual && actual_len == len && memcmp(actual, filter, len) == 0)
         actual = NULL;
     long i = find_sub(s, filter, len);
-    if (i >= 0) {
+    bool existed = i >= 0;
+    char *was = NULL; /* where a replaced subscription was in the tree */
+    if (existed) {
         struct session_sub *sub = &s->subs[i];
-        const char *was = sub_tree_filter(sub);
-        const char *now = actual ? actual : sub->filter;
-        size_t now_len = actual ? actual_len : len;
-        if (strlen(was) != now_len || memcmp(was, now, now_len) != 0)
-            tree_remove(s, was, strlen(was)); /* a rewrite moved it elsewhere in the tree */
-        free(sub->actual);
+        was = sub->actual ? sub->actual : xstrdup(sub->filter);
         sub->actual = actual ? xstrndup(actual, actual_len) : NULL;
         sub->options = options;
         sub->sub_id = sub_id;
-        return true;
+    } else {
+        if (s->sub_count == s->sub_cap) {
+            s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
+            s->subs = xrealloc(s->subs, s->sub_cap * sizeof *s->subs);
+        }
+        i = (long)s->sub_count;
+        s->subs[s->sub_count++] = (struct session_sub){
+            xstrndup(filter, len), actual ? xstrndup(actual, actual_len) : NULL, options, sub_id};
     }
-    if (s->sub_count == s->sub_cap) {
-        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
-        s->subs = xrealloc(s->subs, s->sub_cap * sizeof *s->subs);
-    }
-    s->subs[s->sub_count++] = (struct session_sub){
-        xstrndup(filter, len), actual ? xstrndup(actual, actual_len) : NULL, options, sub_id};
-    return false;
-}
-
-static void tree_remove(struct session *s, const char *filter, size_t len)
-{
-    const char *group = NULL, *f = filter;
-    size_t glen = 0, flen = len;
-    if (topic_parse_shared(filter, len, &group, &glen, &f, &flen) != 1)
-        group = NULL, glen = 0, f = filter, flen = len;
-    subtree_remove(s->b->subs, group, glen, f, flen, s);
+    const char *now = sub_tree_filter(&s->subs[i]);
+    size_t now_len = strlen(now);
+    tree_sync(s, now, now_len);
+    if (was && (strlen(was) != now_len || memcmp(was, now, now_len) != 0))
+        tree_sync(s, was, strlen(was)); /* a rewrite moved it: what is left of the old entry */
+    free(was);
+    return existed;
 }
 
 bool session_sub_remove(struct session *s, const char *filter, size_t len)
@@ -591,19 +644,23 @@ bool session_sub_remove(struct session *s, const char *filter, size_t len)
     long i = find_sub(s, filter, len);
     if (i < 0)
         return false;
-    const char *tf = sub_tree_filter(&s->subs[i]);
-    tree_remove(s, tf, strlen(tf));
-    free(s->subs[i].filter);
-    free(s->subs[i].actual);
+    struct session_sub gone = s->subs[i];
     s->subs[i] = s->subs[--s->sub_count];
+    const char *tf = sub_tree_filter(&gone);
+    tree_sync(s, tf, strlen(tf)); /* kept while another subscription maps to it */
+    free(gone.filter);
+    free(gone.actual);
     return true;
 }
 
 void session_sub_clear(struct session *s)
 {
     for (size_t i = 0; i < s->sub_count; i++) {
-        const char *tf = sub_tree_filter(&s->subs[i]);
-        tree_remove(s, tf, strlen(tf));
+        const char *tf = sub_tree_filter(&s->subs[i]), *group, *f;
+        size_t glen, flen;
+        tree_key(tf, strlen(tf), &group, &glen, &f, &flen);
+        /* several may share one entry: the first removes it, the others find none */
+        subtree_remove(s->b->subs, group, glen, f, flen, s);
         free(s->subs[i].filter);
         free(s->subs[i].actual);
     }

@@ -141,13 +141,15 @@ int session_puback(struct session *s, uint16_t packet_id);
 int session_pubrec(struct session *s, uint16_t packet_id, uint8_t reason);
 int session_pubcomp(struct session *s, uint16_t packet_id);
 
-/* Subscriptions recorded on the session (the tree holds the routing copy). Adds or replaces;
- * returns true if it replaced an existing one. actual (NULL: the same as filter) is what the tree
- * holds when a rule rewrote the subscription; a replaced one that was elsewhere in the tree is
- * removed from it. */
+/* Subscriptions recorded on the session, keyed by the client's filter, and their routing entry in
+ * the tree (one per session and tree filter, derived from every subscription mapping to it). Adds
+ * or replaces; returns true if it replaced an existing one. actual (NULL: the same as filter) is
+ * what the tree holds when a rule rewrote the subscription; a replaced one that was elsewhere in
+ * the tree leaves that entry only if nothing else of s maps to it. */
 bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
                      uint32_t sub_id, const char *actual, size_t actual_len);
-/* Removes; returns false if s had no such subscription. */
+/* Removes; returns false if s had no such subscription. The tree entry stays while another
+ * subscription of s maps to the same filter. */
 bool session_sub_remove(struct session *s, const char *filter, size_t len);
 /* Removes every subscription from s and from the tree. */
 void session_sub_clear(struct session *s);

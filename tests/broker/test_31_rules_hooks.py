@@ -1,8 +1,9 @@
 """The rule engine inside the broker (shared RULES-API.md, INTERFACES.md #1, #2, #4): every hook
 through a real broker with real clients — on_connect (first opinion wins, else the password file;
 attrs; 3.1.1 mapping), on_subscribe (refuse one filter, cap the QoS, rewrite remembered under the
-client's filter, `true` exempt from the read ACL), on_publish (transform, reroute, fan-out, drop,
-refuse, abort, rule_max_payload, the ACL on what comes out, QoS 2 duplicates, wills, retained),
+client's filter, `true` exempt from the read ACL, several filters rewritten onto one),
+on_publish (transform, reroute, fan-out, drop, refuse, abort, rule_max_payload, the ACL on what
+comes out, QoS 2 duplicates, wills, retained),
 on_deliver (per subscriber, retained and queued messages when they go out, frozen into the
 inflight entry across a reload, QoS only lowered, topic kept inside the filter, shared groups),
 on_disconnect reasons, tide.publish from hooks, init and timers, start-up and reload, and the
@@ -314,6 +315,110 @@ def test_on_subscribe_true_grants_without_the_acl_and_delivers_past_the_read_acl
         assert c.subscribe("open/#", 1) == [1]
         pub.publish("open/a", b"open", 1)
         assert c.expect_one().payload == b"open"
+
+
+# Several of one client's filters a rule rewrites onto one filter share one routing entry: it
+# lives while any of them does and carries what all of them ask (delivered once, highest QoS, No
+# Local only if all ask, the `true` exemption only through a granted one).
+MERGE_RULES = {
+    "10-merge.lua": """
+        return {
+          on_subscribe = function(sub, client)
+            local f = sub.filter
+            if f == "one/#" or f == "two/#" then return { filter = "merged/#" } end
+            if sub.filter == "onto/#" then return { filter = "direct/#" } end
+            if sub.filter == "via/#" then return { filter = "gift/#" } end
+            if sub.filter == "gift/#" then return true end
+          end,
+        }
+    """,
+}
+
+
+def test_two_filters_rewritten_onto_one_both_keep_it_and_get_each_message_once(
+        broker_factory, tmp_path):
+    b = start(broker_factory, tmp_path, MERGE_RULES)
+    with Client(b, client_id="mrg", protocol=MQTTv5) as c, Client(b) as pub:
+        assert c.subscribe("two/#", 1) == [1]
+        assert c.subscribe("one/#", 0) == [0]
+        pub.publish("merged/a", b"both", 1)
+        got = c.expect_one()
+        assert (got.payload, got.qos) == (b"both", 1)  # once, at the higher QoS
+        c.expect_none(0.3)
+        assert c.unsubscribe("two/#") == [0]
+        pub.publish("merged/b", b"one-left", 1)
+        got = c.expect_one()
+        assert (got.payload, got.qos) == (b"one-left", 0)  # what is left asks for QoS 0
+        c.expect_none(0.3)
+        assert c.unsubscribe("one/#") == [0]
+        pub.publish("merged/c", b"none-left", 1)
+        c.expect_none(0.5)
+        # No Local is kept only while every mapping asks for it
+        c.subscribe("one/#", options=sub_opts(1, no_local=True))
+        c.subscribe("two/#", options=sub_opts(1))
+        c.publish("merged/own", b"own", 1)
+        assert c.expect_one().payload == b"own"
+        assert c.unsubscribe("two/#") == [0]
+        c.publish("merged/own", b"own-again", 1)
+        pub.publish("merged/other", b"other", 1)
+        assert c.expect_one().payload == b"other"
+        c.expect_none(0.3)
+
+
+def test_unsubscribing_a_filter_rewritten_onto_a_direct_one_keeps_the_direct_one(
+        broker_factory, tmp_path):
+    b = start(broker_factory, tmp_path, MERGE_RULES)
+    with Client(b, client_id="drc", protocol=MQTTv5) as c, Client(b) as pub:
+        assert c.subscribe("direct/#", 1) == [1]
+        assert c.subscribe("onto/#", 1) == [1]
+        pub.publish("direct/a", b"a", 1)
+        assert c.expect_one().payload == b"a"
+        c.expect_none(0.3)
+        assert c.unsubscribe("onto/#") == [0]
+        pub.publish("direct/b", b"b", 1)
+        assert c.expect_one().payload == b"b"
+        c.expect_none(0.3)
+        # and the other way round: the rewritten one outlives the direct one
+        assert c.subscribe("onto/#", 1) == [1]
+        assert c.unsubscribe("direct/#") == [0]
+        pub.publish("direct/c", b"c", 1)
+        assert c.expect_one().payload == b"c"
+        assert c.unsubscribe("onto/#") == [0]
+        pub.publish("direct/d", b"d", 1)
+        c.expect_none(0.5)
+
+
+def test_the_rule_grant_does_not_outlive_its_subscription_on_a_shared_filter(
+        broker_factory, tmp_path):
+    # gift/# is granted by `true`; via/# is rewritten onto gift/# and checked by the ACL file,
+    # which lets it read gift/ok/ only
+    acl = tmp_path / "acl"
+    acl.write_text("topic read gift/ok/#\ntopic write gift/#\n")
+    b = start(broker_factory, tmp_path, MERGE_RULES, f"acl_file {acl}")
+    with Client(b, client_id="gft", protocol=MQTTv5) as c, Client(b) as pub:
+        assert c.subscribe("via/#", 1) == [1]
+        pub.publish("gift/no/a", b"denied-alone", 1)
+        pub.publish("gift/ok/a", b"ok-alone", 1)
+        assert c.expect_one().payload == b"ok-alone"
+        c.expect_none(0.3)
+        # the granted subscription delivers past the read ACL, once, while it exists ...
+        assert c.subscribe("gift/#", 1) == [1]
+        pub.publish("gift/no/b", b"granted", 1)
+        assert c.expect_one().payload == b"granted"
+        c.expect_none(0.3)
+        # ... and its exemption leaves with it: via/# is ACL-checked again
+        assert c.unsubscribe("gift/#") == [0]
+        pub.publish("gift/no/c", b"denied-again", 1)
+        pub.publish("gift/ok/c", b"ok-again", 1)
+        assert c.expect_one().payload == b"ok-again"
+        c.expect_none(0.3)
+        # a granted subscription keeps its exemption when an ACL-checked one joins it
+        assert c.subscribe("gift/#", 1) == [1]
+        assert c.subscribe("via/#", 1) == [1]
+        assert c.unsubscribe("via/#") == [0]
+        pub.publish("gift/no/d", b"still-granted", 1)
+        assert c.expect_one().payload == b"still-granted"
+        c.expect_none(0.3)
 
 
 # ------------------------------------------------------------------------------------------
