@@ -27,6 +27,11 @@ static void push_array_mt(lua_State *L)
     lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
+void api_json_push_array_mt(lua_State *L)
+{
+    push_array_mt(L);
+}
+
 /* --- decode --- */
 struct dec {
     lua_State *L;

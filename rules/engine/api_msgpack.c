@@ -70,6 +70,8 @@ static bool mdec_array(struct mdec *d, uint64_t n, int depth)
     if (n > (uint64_t)(d->end - d->p))
         return mfail(d, "msgpack: array length exceeds the input");
     lua_createtable(d->L, n < 1024 ? (int)n : 1024, 0); /* grow as elements arrive */
+    api_json_push_array_mt(d->L); /* [] stays an array, here and in tide.json.encode */
+    lua_setmetatable(d->L, -2);
     for (uint64_t i = 1; i <= n; i++) {
         if (!mdec_value(d, depth + 1))
             return false;
@@ -293,6 +295,13 @@ static bool menc_table(struct menc *e, int idx, int depth)
         } else {
             seq = false;
         }
+    }
+    if (count == 0 && lua_getmetatable(L, idx)) { /* tide.json.empty_array, a decoded [] */
+        api_json_push_array_mt(L);
+        bool arr = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (arr)
+            return mput_head(e, 0x90, 0, 0);
     }
     if (seq && count > 0 && (double)count == max) {
         bool ok = count <= 15 ? mput_head(e, (uint8_t)(0x90 | count), 0, 0)

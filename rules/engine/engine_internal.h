@@ -224,6 +224,9 @@ void api_table_open(lua_State *L);  /* replaces table.sort (on the table library
  * result, or nil and an error string. */
 int api_json_encode_value(lua_State *L, int idx);
 int api_json_decode_string(lua_State *L, const char *s, size_t len);
+/* Pushes tide.json.array_mt (nil before api_json_open): tide.msgpack marks its arrays with it too,
+ * so an empty array stays an array through either codec. */
+void api_json_push_array_mt(lua_State *L);
 /* api_msgpack.c, the same for msgpack (engine.c carries on_unload's state across VMs with it). */
 int api_msgpack_encode_value(lua_State *L, int idx);
 int api_msgpack_decode_string(lua_State *L, const char *s, size_t len);

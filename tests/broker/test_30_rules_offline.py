@@ -175,6 +175,24 @@ def test_msgpack_length_bomb_is_refused_before_allocating(tmp_path):
     assert "msgpack: array length exceeds the input" in res[0]["errors"][0]["error"]
 
 
+def test_msgpack_arrays_stay_arrays_through_json_and_back(tmp_path):
+    """A decoded msgpack array carries tide.json.array_mt, like a decoded JSON one: an empty
+    array becomes JSON [] (not {}) and msgpack 0x90 again (not an empty map, 0x80)."""
+    d = tmp_path / "mp"
+    d.mkdir(mode=0o755)
+    rule = d / "10-mp.lua"
+    rule.write_text(
+        "return { on_publish = function(msg)\n"
+        "  local v = tide.msgpack.decode(msg.payload)\n"
+        "  return { payload = tide.json.encode(v) .. ' ' ..\n"
+        "           tide.crypto.hex(tide.msgpack.encode(v)) .. ' ' ..\n"
+        "           tide.crypto.hex(tide.msgpack.encode(tide.json.decode('[[],{}]'))) }\n"
+        "end }\n")
+    rule.chmod(0o644)
+    res = rules_test(d, [{"topic": "t", "payload_b64": base64.b64encode(b"\x92\x90\x80").decode()}])
+    assert res[0]["messages"][0]["payload"] == "[[],{}] 929080 929080", res
+
+
 def test_pathological_lua_pattern_is_stopped_by_the_budget(tmp_path):
     d = rules_dir(tmp_path, "escape_lua_pattern")
     t0 = time.monotonic()
