@@ -644,6 +644,22 @@ static void flush_transport_output(struct conn *c)
         output(c);
 }
 
+/* A transport read that returned n <= 0 and must wait: arranges the wait it asked for and returns
+ * true; false for the end of the stream or an error. */
+static bool read_waits(struct conn *c, ssize_t n)
+{
+    if (n == TRANSPORT_WANT_READ) {
+        if (transport_has_input(c->tr))
+            read_again(c); /* stopped at a layer's own bound, not drained */
+        return true;
+    }
+    if (n == TRANSPORT_WANT_WRITE) {
+        read_when_writable(c);
+        return true;
+    }
+    return false;
+}
+
 /* A closing connection reads only to see the peer's EOF; what it reads is thrown away. It reads
  * the raw socket (a NULL transport), past TLS or WebSocket framing: those layers said goodbye in
  * finish_close and have nothing more to decode. */
@@ -689,15 +705,8 @@ static void buffer_input(struct conn *c)
             c->b->stats.bytes_received += (uint64_t)n;
             continue;
         }
-        if (n == TRANSPORT_WANT_READ) {
-            if (transport_has_input(c->tr))
-                read_again(c); /* stopped at a layer's own bound, not drained */
+        if (read_waits(c, n))
             return;
-        }
-        if (n == TRANSPORT_WANT_WRITE) {
-            read_when_writable(c);
-            return;
-        }
         c->peer_closed = true;
         conn_close(c, 0, n == 0 ? "closed by peer" : why);
         return;
@@ -755,15 +764,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (n < 0) {
-            if (n == TRANSPORT_WANT_READ) {
-                if (transport_has_input(c->tr))
-                    read_again(c); /* stopped at a layer's own bound, not drained */
+            if (read_waits(c, n))
                 return;
-            }
-            if (n == TRANSPORT_WANT_WRITE) {
-                read_when_writable(c);
-                return;
-            }
             c->will_on_close = true;
             c->peer_closed = true;
             conn_close(c, 0, why);

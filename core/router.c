@@ -163,8 +163,7 @@ static struct subtree_sub *pick_member(struct subtree_group *g, const struct msg
 static void deliver_to_group(struct route *r, struct subtree_group *g,
                              const struct session *exclude)
 {
-    const struct hooks *h = r->b->hooks;
-    bool hooked = !r->no_rules && hooks_wants_deliver(h, r->m->topic, r->m->topic_len);
+    bool hooked = !r->no_rules; /* route's caller looked the topic up once for every copy */
     struct session **skip = NULL;
     size_t nskip = 0;
     struct buf share;
@@ -279,7 +278,7 @@ static void route(struct broker *b, struct msg *m, struct held_ack *ha, bool no_
     for (size_t i = 0; i < r.count; i++) {
         struct target *t = &r.t[i];
         uint8_t dflags = (t->acl_exempt ? DELIVERY_ACL_EXEMPT : 0) |
-                         (r.no_rules ? DELIVERY_NO_RULES : 0);
+                         (r.no_rules ? DELIVERY_NO_RULES : DELIVERY_RULES_WANT);
         if (session_deliver(t->s, m, t->qos, t->retain, t->ids, t->id_count, NULL, 0, dflags) &&
             ha)
             session_hold_ack(t->s, ha);

@@ -123,14 +123,6 @@ static void host_timer_cancel(void *ctx, void *handle)
     free(t);
 }
 
-static double host_now(void *ctx)
-{
-    (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static uint64_t host_monotonic_ms(void *ctx)
 {
     (void)ctx;
@@ -199,7 +191,7 @@ struct rules_host *rules_host_new(const struct config *cfg, struct event_base *b
         .log = host_log,
         .timer_add = host_timer_add,
         .timer_cancel = host_timer_cancel,
-        .now = host_now,
+        .now = engine_wall_clock,
         .monotonic_ms = host_monotonic_ms,
         .sink_send = host_sink_send,
     };

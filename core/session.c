@@ -265,7 +265,7 @@ static bool run_deliver_hook(struct session *s, struct delivery *d)
     if (!h || (d->flags & (DELIVERY_HOOKED | DELIVERY_NO_RULES)))
         return true;
     d->flags |= DELIVERY_HOOKED;
-    if (!hooks_wants_deliver(h, d->m->topic, d->m->topic_len))
+    if (!(d->flags & DELIVERY_RULES_WANT) && !hooks_wants_deliver(h, d->m->topic, d->m->topic_len))
         return true;
     return session_deliver_hook(s, &d->m, &d->qos, d->share, d->share ? strlen(d->share) : 0);
 }
@@ -345,7 +345,7 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     if (send_now_ok && qos == 0) {
         const struct hooks *h = b->hooks;
         if (h && !(dflags & (DELIVERY_HOOKED | DELIVERY_NO_RULES)) &&
-            hooks_wants_deliver(h, m->topic, m->topic_len)) {
+            ((dflags & DELIVERY_RULES_WANT) || hooks_wants_deliver(h, m->topic, m->topic_len))) {
             struct msg *x = msg_retain(m);
             if (session_deliver_hook(s, &x, &qos, share, share_len))
                 conn_send_publish(c, x, 0, retain, false, 0, sub_ids, sub_id_count);
@@ -379,7 +379,8 @@ bool session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
         send_now(s, &d);
         return false;
     }
-    d.flags &= (uint8_t)~DELIVERY_NO_RULES; /* when it goes out, the rules of that moment */
+    /* when it goes out, the rules of that moment decide */
+    d.flags &= (uint8_t)~(DELIVERY_NO_RULES | DELIVERY_RULES_WANT);
     dq_push(&s->queue, &d);
     s->queued_bytes += m->payload_len;
     if (online && queue_full(s)) {

@@ -34,11 +34,13 @@ enum { DELIVERY_QUEUED, DELIVERY_WAIT_ACK, DELIVERY_WAIT_COMP };
 /* delivery.flags, and session_deliver's dflags:
  * HOOKED: the rules' on_deliver already ran (m is its frozen result: a resend carries the same
  * bytes, even across a reload); ACL_EXEMPT: a rule granted the subscription (on_subscribe true),
- * so the read ACL is not consulted; NO_RULES (dflags only): the router found no rule wanting the
- * topic, so a delivery sent at once skips the lookup (one that waits in the queue looks again). */
+ * so the read ACL is not consulted; NO_RULES / RULES_WANT (dflags only): the router found no rule,
+ * or a rule, wanting the topic, so a delivery sent at once does not look again (one that waits in
+ * the queue does: when it goes out, the rules of that moment decide). */
 #define DELIVERY_HOOKED 0x01
 #define DELIVERY_ACL_EXEMPT 0x02
 #define DELIVERY_NO_RULES 0x04
+#define DELIVERY_RULES_WANT 0x08
 
 /* In the subscription options the tree and session keep (never on the wire: bit 7 is reserved
  * in MQTT): the subscription was granted by a rule's `true`, exempt from the read ACL. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -34,6 +35,14 @@ static const char *const hook_names[RH_COUNT] = {
     [RH_DELIVER] = "on_deliver", [RH_DISCONNECT] = "on_disconnect", [RH_INIT] = "init",
     [RH_UNLOAD] = "on_unload",
 };
+
+double engine_wall_clock(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 void engine_limits_default(struct engine_limits *l)
 {

@@ -28,6 +28,10 @@ struct engine_limits {
     uint64_t store_limit;  /* tide.store bytes; default 64 MiB */
 };
 
+/* The real wall clock in the shape of host.now (seconds since the epoch, fractional): what every
+ * host but a test's fake clock installs. */
+double engine_wall_clock(void *ctx);
+
 /* Fills l with the documented defaults. */
 void engine_limits_default(struct engine_limits *l);
 

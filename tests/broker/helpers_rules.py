@@ -1,4 +1,4 @@
-"""Writing a rules directory for a test broker (test_31, test_42)."""
+"""Writing a rules directory for a test broker, and starting one on it (test_31, test_35, test_42)."""
 import os
 import textwrap
 
@@ -11,3 +11,13 @@ def write_rules(directory, rules):
         path = directory / name
         path.write_text(textwrap.dedent(text))
         os.chmod(path, 0o600)
+
+
+def start_with_rules(broker_factory, tmp_path, rules, config=""):
+    """A broker serving `rules` ({file name: Lua source}) from a fresh directory tmp_path/rules
+    (kept as b.rules_dir)."""
+    d = tmp_path / "rules"
+    write_rules(d, rules)
+    b = broker_factory(config, ["--rules", str(d)])
+    b.rules_dir = d
+    return b

@@ -24,24 +24,14 @@ import pytest
 
 from conftest import TIDEMQ_BIN
 from helpers import (
-    CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK, MQTTv311, MQTTv5,
-    P_REASON_STRING, Client, ConnectRefused, RawClient, props, sub_opts, unique_id,
-    unsubscribe_packet,
+    PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, MQTTv311, MQTTv5, P_REASON_STRING, Client,
+    ConnectRefused, RawClient, sub_opts, unique_id,
 )
 from helpers_limits import DirectBroker, run_broker_once
-from helpers_rules import write_rules
+from helpers_rules import start_with_rules as start, write_rules
 
 
 ONE_LISTENER = "listener 0 127.0.0.1\n"
-
-
-def start(broker_factory, tmp_path, rules, config=""):
-    """A broker serving `rules` ({file name: Lua source}) from a fresh directory."""
-    d = tmp_path / "rules"
-    write_rules(d, rules)
-    b = broker_factory(config, ["--rules", str(d)])
-    b.rules_dir = d
-    return b
 
 
 def events(b, topic="ev/#", protocol=MQTTv311):

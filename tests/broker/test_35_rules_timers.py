@@ -13,15 +13,7 @@ import time
 import pytest
 
 from helpers import Client
-from helpers_rules import write_rules
-
-
-def start(broker_factory, tmp_path, rules, config=""):
-    d = tmp_path / "rules"
-    write_rules(d, rules)
-    b = broker_factory(config, ["--rules", str(d)])
-    b.rules_dir = d
-    return b
+from helpers_rules import start_with_rules as start, write_rules
 
 
 def reload(b, rules=None, remove=()):

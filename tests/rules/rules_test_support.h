@@ -71,6 +71,17 @@ static inline const char *publish_outcome(struct engine *e, const struct msg_ini
 static char dir[64];
 static char errbuf[1024];
 
+/* The rule log lines so far, joined, so a test can look for a marker (a host's `log`). */
+static char logbuf[8192] __attribute__((unused));
+
+static inline void collect_log(void *ctx, int level, const char *rule, const char *text)
+{
+    (void)ctx, (void)level;
+    size_t o = strlen(logbuf);
+    if (o + strlen(rule) + strlen(text) + 4 < sizeof(logbuf))
+        snprintf(logbuf + o, sizeof(logbuf) - o, "%s: %s\n", rule, text);
+}
+
 static inline void on_err(void *arg, const char *text)
 {
     (void)arg;

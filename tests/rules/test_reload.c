@@ -17,17 +17,6 @@
 #include "msg.h"
 #include "rules_test_support.h"
 
-/* The last log lines, joined, so a test can look for a marker. */
-static char logbuf[8192];
-
-static void on_log(void *ctx, int level, const char *rule, const char *text)
-{
-    (void)ctx, (void)level;
-    size_t o = strlen(logbuf);
-    if (o + strlen(rule) + strlen(text) + 4 < sizeof(logbuf))
-        snprintf(logbuf + o, sizeof(logbuf) - o, "%s: %s\n", rule, text);
-}
-
 /* A fake timer host: live timers are kept in a table and fired by the test. */
 #define MAX_TIMERS 300
 struct fake_timer {
@@ -70,7 +59,7 @@ static void fire_timers(void)
             timers[i].fn(timers[i].arg);
 }
 
-static const struct host host = {.monotonic_ms = mono, .now = now, .log = on_log,
+static const struct host host = {.monotonic_ms = mono, .now = now, .log = collect_log,
                                  .timer_add = timer_add, .timer_cancel = timer_cancel};
 
 static void remove_rule(const char *name)

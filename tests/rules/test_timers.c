@@ -19,16 +19,6 @@
 #include "msg.h"
 #include "rules_test_support.h"
 
-static char logbuf[8192];
-
-static void on_log(void *ctx, int level, const char *rule, const char *text)
-{
-    (void)ctx, (void)level;
-    size_t o = strlen(logbuf);
-    if (o + strlen(rule) + strlen(text) + 4 < sizeof(logbuf))
-        snprintf(logbuf + o, sizeof(logbuf) - o, "%s: %s\n", rule, text);
-}
-
 /* --- a fake libevent: every live timer is due at every turn --- */
 #define MAX_TIMERS 512
 struct fake_timer {
@@ -100,7 +90,7 @@ static void turn(void (*between)(void *), void *arg)
     nactive = 0;
 }
 
-static const struct host host = {.monotonic_ms = mono, .now = now, .log = on_log,
+static const struct host host = {.monotonic_ms = mono, .now = now, .log = collect_log,
                                  .timer_add = timer_add, .timer_cancel = timer_cancel};
 
 /* --- helpers --- */
