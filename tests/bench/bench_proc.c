@@ -2,6 +2,8 @@
  * its own CPU time, the monotonic clock, and the open-files limit. */
 #include "bench.h"
 
+#include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -26,7 +28,9 @@ static int read_file(const char *path, char *buf, size_t cap)
     return n ? 0 : -1;
 }
 
-int proc_cpu_ns(pid_t pid, uint64_t *out)
+/* utime + stime of /proc/PID/stat: counted in clock ticks (10 ms), by sampling which side of
+ * the kernel each tick lands on. */
+static int proc_stat_cpu_ns(pid_t pid, uint64_t *out)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -44,6 +48,41 @@ int proc_cpu_ns(pid_t pid, uint64_t *out)
     if (hz <= 0)
         hz = 100;
     *out = (uint64_t)(utime + stime) * (1000000000u / (uint64_t)hz);
+    return 0;
+}
+
+/* The scheduler's own run time of every thread of pid (the first field of each
+ * /proc/PID/task/TID/schedstat, in ns), summed. Tick sampling is too coarse and, in a virtual
+ * machine, too erratic for a broker that spends a few per cent of a core (runs of the same
+ * traffic differed by 30 %); this is exact. Falls back to /proc/PID/stat without schedstats. */
+int proc_cpu_ns(pid_t pid, uint64_t *out)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    uint64_t sum = 0;
+    int threads = 0;
+    bool ok = true;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char tpath[96];
+        unsigned long long ns;
+        snprintf(tpath, sizeof(tpath), "/proc/%d/task/%.32s/schedstat", (int)pid, de->d_name);
+        if (read_file(tpath, buf, sizeof(buf)) < 0 || sscanf(buf, "%llu", &ns) != 1) {
+            ok = false; /* no schedstats, or the thread just ended */
+            continue;
+        }
+        sum += ns;
+        threads++;
+    }
+    closedir(d);
+    if (!ok || !threads)
+        return proc_stat_cpu_ns(pid, out);
+    *out = sum;
     return 0;
 }
 
