@@ -200,8 +200,8 @@ static int call_fn(lua_State *L, void *ud)
         break;
     case RH_PUBLISH:
     case RH_DELIVER: /* the hot path: the builder makes msg and client, and calls the hook */
-        nargs = values_push_msg_call(L, r, c->hook, c->m,
-                                     c->hook == RH_PUBLISH ? c->client : NULL, c->client);
+        nargs = builder_push_call(L, r, c->hook, c->m, c->hook == RH_PUBLISH ? c->client : NULL,
+                                  c->client);
         break;
     case RH_DISCONNECT:
         values_push_client(L, c->client);

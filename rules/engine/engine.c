@@ -100,6 +100,7 @@ void engine_free(struct engine *e)
     }
     free(e->pending);
     api_re_fini(e);
+    args_close(e);
     hmap_fini(&e->re_cache);
     store_free(e->store);
     free(e);

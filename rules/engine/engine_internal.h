@@ -63,6 +63,25 @@ struct rule_stats {
     char last_error[256];
 };
 
+/* --- args.c --- */
+#define ARGS_PARAMS 2 /* the parameters analysed: msg, client */
+enum arg_how {
+    ARG_UNUSED, /* never read: need not be built */
+    ARG_FIELDS, /* only indexed with constant names: `fields` has a bit per name read */
+    ARG_ALL     /* anything else: the whole table */
+};
+struct arg_use {
+    uint8_t how[ARGS_PARAMS];
+    uint32_t fields[ARGS_PARAMS];
+};
+
+/* How a rule calls on_publish or on_deliver (builder.c): found at the first call. */
+struct hook_shape {
+    bool known;
+    struct arg_use use;
+    int builder_ref; /* the generated builder in the registry; LUA_NOREF: call the hook bare */
+};
+
 struct rule_timer {
     struct rule *r;
     struct rule_timer *next;
@@ -89,8 +108,7 @@ struct rule {
     uint32_t timeout_ms;
     bool on_error_pass;
     int hook_ref[RH_COUNT]; /* registry references, LUA_NOREF when absent */
-    int builder_ref;        /* values.c's argument builder in the registry; 0 until first used */
-    uint8_t hook_args[RH_COUNT]; /* values.c: arguments a hook can see, +1 (0: not known yet) */
+    struct hook_shape shape[2]; /* builder.c: on_publish's and on_deliver's arguments */
     char **filters;
     size_t nfilters;
     struct rule_stats st;
@@ -152,6 +170,7 @@ struct engine {
     struct pending_pub *pending;
     size_t npending, cap_pending;
     unsigned depth; /* nesting of engine entry points */
+    struct args_reader *args; /* args.c's bytecode reader, opened on first use */
 };
 
 /* --- vm.c --- */
@@ -194,6 +213,24 @@ void watchdog_enter(lua_State *L, lua_Hook hook, uint64_t deadline_ns, uint64_t 
                     struct watchdog_slot *saved);
 /* Stops watching it (restoring *saved). After it returns the thread never touches that L. */
 void watchdog_leave(const struct watchdog_slot *saved);
+
+/* --- args.c --- */
+/* What the Lua function on top of L reads of each of its first ARGS_PARAMS parameters, by the
+ * field names of each (NULL-terminated, at most 32): see args.c. Anything it cannot tell is
+ * ARG_ALL. Runs inside a protected call of L (it pushes a dump buffer, which may raise). */
+void args_analyze(struct engine *e, lua_State *L, const char *const *const names[ARGS_PARAMS],
+                  struct arg_use *out);
+void args_close(struct engine *e);
+
+/* --- builder.c --- */
+struct hooks_client;
+/* With r's hook function `hook` (RH_PUBLISH or RH_DELIVER) on top of the stack, places the
+ * rule's argument builder for it below (unless the hook reads neither argument) and pushes what
+ * the builder needs to call it as hook(msg, client): only the fields the hook reads (args.c).
+ * client is nil when NULL; msg.from comes from `from` when not NULL. Returns the argument count
+ * for lua_call (may raise). */
+int builder_push_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
+                      const struct hooks_client *from, const struct hooks_client *client);
 
 /* --- sandbox.c --- */
 /* Opens the allowed libraries and sets the rule's environment (RULES-API "The sandbox"). Runs
@@ -264,12 +301,8 @@ void values_push_msg(lua_State *L, const struct msg *m, const struct hooks_clien
 void values_push_client(lua_State *L, const struct hooks_client *c);
 void values_push_conn(lua_State *L, const struct hooks_connect *c);
 void values_push_sub(lua_State *L, const struct hooks_sub *s);
-/* With r's hook function `hook` on top of the stack, places r's argument builder below it and
- * pushes the rest of what the builder needs to call it as hook(msg, client) (client nil when
- * NULL; msg.from from `from` when not NULL). What the function cannot see (it declares fewer
- * parameters and no `...`) is not built. Returns the argument count for lua_call (may raise). */
-int values_push_msg_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
-                         const struct hooks_client *from, const struct hooks_client *client);
+/* msg.properties from m's pre-encoded forward properties (codec_encode_forward_props). */
+void values_push_props(lua_State *L, const struct msg *m);
 /* Builds a new message from the partial table at idx over base (fields it leaves out keep base's).
  * Raises naming the field on a bad value; otherwise returns a new message (one reference). For
  * on_deliver, filter (if not NULL) is the subscriber's filter the topic must still match, and
@@ -279,6 +312,7 @@ struct msg *values_to_msg(lua_State *L, int idx, const struct msg *base, const c
 /* Per-client attrs (string/number/boolean values), kept by the broker as an opaque pointer. */
 struct attrs;
 void values_push_attrs(lua_State *L, const struct attrs *a);
+bool values_attrs_empty(const struct attrs *a); /* NULL or no keys */
 /* Merges the table at idx into *a (creating it); ignores other value types. Never raises. */
 void values_read_attrs(lua_State *L, int idx, struct attrs **a);
 void values_free_attrs(struct attrs *a);

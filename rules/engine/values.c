@@ -129,8 +129,7 @@ static uint16_t get16(const uint8_t *p)
     return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-/* Pushes msg.properties from the pre-encoded forward properties (codec_encode_forward_props). */
-static void push_props(lua_State *L, const struct msg *m)
+void values_push_props(lua_State *L, const struct msg *m)
 {
     const uint8_t *p = m->props, *end = m->props + m->props_len;
     int nuser = 0;
@@ -180,7 +179,7 @@ void values_push_msg(lua_State *L, const struct msg *m, const struct hooks_clien
         set_cstr(L, "username", from->username);
         lua_setfield(L, -2, "from");
     }
-    push_props(L, m);
+    values_push_props(L, m);
     lua_setfield(L, -2, "properties");
 }
 
@@ -194,159 +193,6 @@ void values_push_client(lua_State *L, const struct hooks_client *c)
     set_num(L, "listener", c->listener);
     values_push_attrs(L, c->attrs);
     lua_setfield(L, -2, "attrs");
-}
-
-/* The argument builder of on_publish and on_deliver, one per rule VM (in its registry, out of
- * the rule's reach). Its table constructors compile to TDUP, a copy of a template whose keys are
- * already in place, so a field costs one bytecode instead of a C-API lua_setfield (interning the
- * key, then a new hash slot); and it makes the hook call itself, as a tail call, so a message
- * enters Lua once. A field whose value is nil keeps its key slot with a nil value, which no
- * table access can tell from an absent key. The tables are as values_push_msg/_client make. */
-static const char builder_src[] =
-    "local PROTOCOL = {[3] = '3.1', [4] = '3.1.1', [5] = '5'}\n"
-    "return function(fn, topic, payload, qos, retain, props, fid, fuser, proto, cid, cuser,\n"
-    "                addr, listener, attrs)\n"
-    "  local from, client\n"
-    "  if fid then from = {client_id = fid, username = fuser} end\n"
-    "  if proto then\n"
-    "    client = {client_id = cid, username = cuser, protocol = PROTOCOL[proto] or '5',\n"
-    "              address = addr, listener = listener, attrs = attrs or {}}\n"
-    "  end\n"
-    "  return fn({topic = topic, payload = payload, qos = qos, retain = retain, from = from,\n"
-    "             properties = props or {user = {}}}, client)\n"
-    "end\n";
-#define BUILDER_NARGS 13 /* after fn */
-
-static bool attrs_empty(const struct attrs *a);
-
-static int dump_writer(lua_State *L, const void *p, size_t n, void *ud)
-{
-    (void)L;
-    return abuf_add(ud, p, n) ? 0 : 1;
-}
-
-static bool uleb(const uint8_t **p, const uint8_t *end, size_t *out)
-{
-    size_t v = 0;
-    for (int shift = 0; *p < end && shift < 35; shift += 7) {
-        uint8_t b = *(*p)++;
-        v |= (size_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
-static int read_params(const struct abuf *b);
-
-/* How many arguments the Lua function on top of the stack can see: its declared parameters, or
- * 255 if it takes `...` (or cannot be read). Read from its bytecode dump (lua_dump, LuaJIT's
- * format 2: header, then the prototypes, the dumped function's own last, each starting with
- * flags and numparams), as the C API has no lua_getinfo field for it. */
-static int visible_args(lua_State *L)
-{
-    struct abuf *b = abuf_push(L, 1u << 20); /* stack: fn abuf */
-    lua_pushvalue(L, -2);                     /* stack: fn abuf fn */
-    int rc = lua_dump(L, dump_writer, b);
-    lua_pop(L, 1);
-    int params = rc == 0 ? read_params(b) : 255;
-    lua_pop(L, 1); /* the abuf, collected with the dump */
-    return params;
-}
-
-static int read_params(const struct abuf *b)
-{
-    const uint8_t *p = (const uint8_t *)b->p, *end = p + (b->p ? b->len : 0);
-    size_t flags, len, n;
-    if (end - p < 5 || p[0] != 0x1b || p[1] != 'L' || p[2] != 'J' || p[3] != 2)
-        return 255;
-    p += 4;
-    if (!uleb(&p, end, &flags) || (flags & 0x01)) /* big-endian dumps are not expected */
-        return 255;
-    if (!(flags & 0x02) && (!uleb(&p, end, &n) || (size_t)(end - p) < n)) /* not stripped */
-        return 255;
-    if (!(flags & 0x02))
-        p += n; /* the chunk name */
-    int params = 255;
-    while (uleb(&p, end, &len) && len) {
-        if (len < 2 || (size_t)(end - p) < len)
-            return 255;
-        params = (p[0] & 0x02) ? 255 : p[1]; /* PROTO_VARARG, numparams */
-        p += len;
-    }
-    return params;
-}
-
-int values_push_msg_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
-                         const struct hooks_client *from, const struct hooks_client *client)
-{
-    luaL_checkstack(L, BUILDER_NARGS + 4, "hook arguments");
-    if (!r->hook_args[hook]) {
-        int v = visible_args(L);
-        r->hook_args[hook] = (uint8_t)(v >= 255 ? 255 : v + 1);
-    }
-    int visible = r->hook_args[hook] - 1;
-    if (visible == 0)
-        return 0; /* hook(): nothing to build */
-    if (visible < 2)
-        client = NULL; /* hook(msg): no client table */
-    if (!r->builder_ref) {
-        if (luaL_loadbuffer(L, builder_src, sizeof(builder_src) - 1, "=tidemq") != 0)
-            lua_error(L); /* out of memory: the call fails like any other */
-        lua_call(L, 0, 1);
-        r->builder_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->builder_ref);
-    lua_insert(L, -2); /* stack: builder fn */
-    lua_pushlstring(L, m->topic, m->topic_len);
-    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload_len);
-    lua_pushnumber(L, m->qos);
-    lua_pushboolean(L, m->retain);
-    if (m->props_len || m->has_expiry)
-        push_props(L, m); /* rare: built here, field by field */
-    else
-        lua_pushnil(L);
-    if (from) { /* a hooks_client always has a client id */
-        lua_pushstring(L, from->client_id);
-        if (from->username)
-            lua_pushstring(L, from->username);
-        else
-            lua_pushnil(L);
-    } else {
-        lua_pushnil(L);
-        lua_pushnil(L);
-    }
-    if (client) {
-        lua_pushnumber(L, client->protocol); /* the builder names it without interning a string */
-        if (client == from) { /* on_publish: msg.from is the client: the same strings again */
-            lua_pushvalue(L, -3);
-            lua_pushvalue(L, -3);
-        } else {
-            if (client->client_id)
-                lua_pushstring(L, client->client_id);
-            else
-                lua_pushnil(L);
-            if (client->username)
-                lua_pushstring(L, client->username);
-            else
-                lua_pushnil(L);
-        }
-        if (client->address)
-            lua_pushstring(L, client->address);
-        else
-            lua_pushnil(L);
-        lua_pushnumber(L, client->listener);
-        if (attrs_empty(client->attrs))
-            lua_pushnil(L);
-        else
-            values_push_attrs(L, client->attrs);
-    } else {
-        for (int i = 0; i < 6; i++)
-            lua_pushnil(L);
-    }
-    return BUILDER_NARGS + 1;
 }
 
 static void push_conn_props(lua_State *L, const struct codec_props *pr)
@@ -450,7 +296,7 @@ void values_push_attrs(lua_State *L, const struct attrs *a)
     }
 }
 
-static bool attrs_empty(const struct attrs *a)
+bool values_attrs_empty(const struct attrs *a)
 {
     return !a || !a->n;
 }
