@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 struct msg;
 
@@ -73,9 +74,11 @@ struct hooks_sub_answer {
  * rule was aborted (on_error "drop") comes back as HOOKS_REFUSE with reason 0x80. */
 struct hooks_publish_answer {
     struct hooks_answer a;  /* PASS: route `out` (which may be just the original, re-referenced) */
-    struct msg **out;       /* malloc'd by the engine; the caller owns the array (free()) and
-                             * one reference to each message */
+    struct msg **out;       /* the caller owns one reference to each message, and the array:
+                             * &one when there is one message (the usual case), else malloc'd;
+                             * hooks_publish_answer_fini frees it either way */
     size_t out_count;
+    struct msg *one;
 };
 
 struct hooks {
@@ -103,6 +106,15 @@ struct hooks {
     /* Frees what on_connect stored in *attrs_out. */
     void (*client_free)(void *ctx, void *attrs);
 };
+
+/* Frees a's array of messages (not the messages: their references are the caller's). */
+static inline void hooks_publish_answer_fini(struct hooks_publish_answer *a)
+{
+    if (a->out != &a->one)
+        free(a->out);
+    a->out = NULL;
+    a->out_count = 0;
+}
 
 /* True if a rule's on_deliver could see topic t (h may be NULL; wants when the engine has no
  * wants_deliver). */

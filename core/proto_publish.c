@@ -167,14 +167,14 @@ static void publish_through_rules(struct conn *c, const struct codec_publish *p,
     if (conn_is_closing(c) || !c->s) {
         for (size_t i = 0; i < a.out_count; i++)
             msg_release(&a.out[i]);
-        free(a.out);
+        hooks_publish_answer_fini(&a);
         return;
     }
     if (a.a.verdict == HOOKS_PASS)
         route_acked(c, p, a.out, a.out_count, false);
     else
         ack_unrouted_text(c, p, a.a.verdict == HOOKS_DROP ? 0 : a.a.reason, a.a.reason_string);
-    free(a.out);
+    hooks_publish_answer_fini(&a);
 }
 
 int proto_publish(struct conn *c, struct codec_publish *p)

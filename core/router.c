@@ -400,5 +400,5 @@ void router_publish_as(struct broker *b, struct msg *m, struct session *s)
         router_publish(b, a.out[i], NULL);
         msg_release(&a.out[i]);
     }
-    free(a.out);
+    hooks_publish_answer_fini(&a);
 }

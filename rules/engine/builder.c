@@ -133,6 +133,18 @@ static void shape_hook(lua_State *L, struct rule *r, struct hook_shape *sh)
     sh->known = true;
 }
 
+void builder_prepare(lua_State *L, struct rule *r)
+{
+    static const int hooks[] = {RH_PUBLISH, RH_DELIVER};
+    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
+        if (r->hook_ref[hooks[i]] == LUA_NOREF)
+            continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->hook_ref[hooks[i]]);
+        shape_hook(L, r, &r->shape[hooks[i] == RH_DELIVER]);
+        lua_pop(L, 1);
+    }
+}
+
 static void push_cstr(lua_State *L, const char *s)
 {
     if (s)

@@ -350,11 +350,11 @@ static void run_line(struct engine *e, const char *line, size_t len, long lineno
         lua_rawseti(H, -2, (int)i + 1);
         msg_release(&a.out[i]);
     }
-    free(a.out);
     if (a.out_count)
         lua_setfield(H, -2, "messages");
     else
         lua_pop(H, 1);
+    hooks_publish_answer_fini(&a);
     lua_pop(H, 1);
 out:
     lua_rawgeti(H, LUA_REGISTRYINDEX, off.rec);

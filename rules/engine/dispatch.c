@@ -574,9 +574,29 @@ static void items_move(struct items *cur, struct items *next)
     items_init(next);
 }
 
-/* The on_publish pipeline over every rule but `skip` (a rule index, or -1). */
-static void pipeline(struct engine *e, struct msg *m, const struct hooks_client *from,
-                     unsigned hop, int skip, struct hooks_publish_answer *out)
+/* Refuses m (rule_max_payload) if any rule's filter matches it: true if refused. */
+static bool over_max_payload(struct engine *e, const struct msg *m, const struct mask *mk,
+                             struct hooks_publish_answer *out)
+{
+    if (m->payload_len <= e->lim.max_payload)
+        return false;
+    bool any = false;
+    for (int i = 0; i < ENGINE_MASK_WORDS; i++)
+        any = any || mk->w[i];
+    if (!any)
+        return false;
+    out->a.verdict = HOOKS_REFUSE;
+    out->a.reason = 0x97; /* quota_exceeded: 0x95 is no PUBACK code (INTERFACES #4) */
+    snprintf(out->a.reason_string, sizeof(out->a.reason_string),
+             "payload exceeds rule_max_payload");
+    return true;
+}
+
+/* The on_publish pipeline over every rule but `skip` (a rule index, or -1). The messages between
+ * two rules stay in `cur`; a rule that changes none of them (the usual case: one message passed
+ * on) moves nothing, and `next` is only built from the first change on. */
+static void pipeline(struct engine *e, struct msg *m, const struct hooks_client *from, unsigned hop,
+                     int skip, struct hooks_publish_answer *out)
 {
     struct bundle *b = e->cur;
     struct items cur, next;
@@ -584,53 +604,58 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
 
     items_init(&cur);
     items_init(&next);
-
-    memset(out, 0, sizeof(*out));
     out->a.verdict = HOOKS_PASS;
+    out->a.reason = 0;
+    out->a.reason_string[0] = '\0';
+    out->out = NULL;
+    out->out_count = 0;
     items_add(&cur, b, msg_retain(m));
-    if (m->payload_len > e->lim.max_payload) {
-        bool any = false;
-        for (int i = 0; i < ENGINE_MASK_WORDS; i++)
-            any = any || cur.v[0].mk.w[i];
-        if (any) {
-            items_free(&cur);
-            out->a.verdict = HOOKS_REFUSE;
-            out->a.reason = 0x97; /* quota_exceeded: 0x95 is no PUBACK code (INTERFACES #4) */
-            snprintf(out->a.reason_string, sizeof(out->a.reason_string),
-                     "payload exceeds rule_max_payload");
-            return;
-        }
+    if (over_max_payload(e, m, &cur.v[0].mk, out)) {
+        items_free(&cur);
+        return;
     }
     for (size_t i = 0; b && i < b->count && cur.n; i++) {
         struct rule *r = b->rules[i];
         if (r->hook_ref[RH_PUBLISH] == LUA_NOREF || (int)i == skip)
             continue;
+        bool changed = false; /* next holds cur[0..k) and what replaced cur[k] */
         for (size_t k = 0; k < cur.n; k++) {
             struct item *x = &cur.v[k];
-            if (!has(&x->mk, r->index)) {
-                items_add_mask(&next, b, x->m, &x->mk);
-                x->m = NULL;
+            if (!has(&x->mk, r->index)) { /* not this rule's: on as it is */
+                if (changed) {
+                    items_add_mask(&next, b, x->m, &x->mk);
+                    x->m = NULL;
+                }
                 continue;
             }
             struct call c = {.r = r, .hook = RH_PUBLISH, .client = from, .m = x->m};
             int st = run(&c, hop);
-            if (st == VM_OK && c.outcome == OUT_MSGS && next.n + c.nout > ENGINE_FANOUT_MAX) {
+            size_t before = changed ? next.n : k; /* messages ahead of this one's outputs */
+            if (st == VM_OK && c.outcome == OUT_MSGS && before + c.nout > ENGINE_FANOUT_MAX) {
                 st = VM_ERROR;
                 r->st.errors++;
-                engine_rule_error(r, "on_publish: the pipeline would carry more than %d "
-                                     "messages", ENGINE_FANOUT_MAX);
+                engine_rule_error(r, "on_publish: the pipeline would carry more than %d messages",
+                                  ENGINE_FANOUT_MAX);
             }
-            if (st != VM_OK) {
-                if (r->on_error_pass) {
+            if (st == VM_OK ? c.outcome == OUT_PASS
+                            : r->on_error_pass) { /* passed on unchanged: the same rules match */
+                if (changed) {
                     items_add_mask(&next, b, x->m, &x->mk);
                     x->m = NULL;
-                } else {
-                    aborted = true;
-                    r->st.drops++;
                 }
-            } else if (c.outcome == OUT_PASS) {
-                items_add_mask(&next, b, x->m, &x->mk); /* unchanged: the same rules match */
-                x->m = NULL;
+                call_fini(&c);
+                continue;
+            }
+            if (!changed) { /* the first change: what came before moves to next as it is */
+                for (size_t j = 0; j < k; j++) {
+                    items_add_mask(&next, b, cur.v[j].m, &cur.v[j].mk);
+                    cur.v[j].m = NULL;
+                }
+                changed = true;
+            }
+            if (st != VM_OK) {
+                aborted = true;
+                r->st.drops++;
             } else if (c.outcome == OUT_DROP) {
                 r->st.drops++;
             } else if (c.outcome == OUT_REFUSE) {
@@ -651,13 +676,14 @@ static void pipeline(struct engine *e, struct msg *m, const struct hooks_client 
             }
             call_fini(&c);
         }
-        items_move(&cur, &next);
+        if (changed)
+            items_move(&cur, &next);
     }
     if (cur.n == 0) {
         out->a.verdict = aborted ? HOOKS_REFUSE : HOOKS_DROP;
         out->a.reason = aborted ? 0x80 : 0;
     } else {
-        out->out = xmalloc(cur.n * sizeof(*out->out));
+        out->out = cur.n == 1 ? &out->one : xmalloc(cur.n * sizeof(*out->out));
         for (size_t k = 0; k < cur.n; k++) {
             out->out[k] = cur.v[k].m;
             cur.v[k].m = NULL;
@@ -759,7 +785,7 @@ void dispatch_drain(struct engine *e)
                 e->host.route(e->host.ctx, a.out[k], p.rule_name);
             msg_release(&a.out[k]);
         }
-        free(a.out);
+        hooks_publish_answer_fini(&a);
         msg_release(&p.m);
         free(p.rule_name);
     }

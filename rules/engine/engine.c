@@ -255,6 +255,7 @@ static int load_fn(lua_State *L, void *ud)
     lua_call(L, 0, 1);
     lua_settop(L, 1);
     validate(L, c->r);
+    builder_prepare(L, c->r); /* now, not in the first message's budget */
     return 0;
 }
 

@@ -231,6 +231,10 @@ struct hooks_client;
  * for lua_call (may raise). */
 int builder_push_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
                       const struct hooks_client *from, const struct hooks_client *client);
+/* Shapes r's on_publish and on_deliver ahead of the first message (at load, inside its
+ * protected call): reading the bytecode and compiling a builder take longer than a hook's
+ * budget. builder_push_call shapes a hook itself if this did not run or failed. */
+void builder_prepare(lua_State *L, struct rule *r);
 
 /* --- sandbox.c --- */
 /* Opens the allowed libraries and sets the rule's environment (RULES-API "The sandbox"). Runs

@@ -62,7 +62,7 @@ static inline const char *publish_outcome(struct engine *e, const struct msg_ini
                  (const char *)a.out[0]->payload);
     for (size_t i = 0; i < a.out_count; i++)
         msg_release(&a.out[i]);
-    free(a.out);
+    hooks_publish_answer_fini(&a);
     msg_release(&m);
     return out;
 }

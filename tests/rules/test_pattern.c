@@ -218,7 +218,7 @@ static const char *run_in_rule(const char *body, double *ms)
                      (const char *)a.out[0]->payload);
         for (size_t i = 0; i < a.out_count; i++)
             msg_release(&a.out[i]);
-        free(a.out);
+        hooks_publish_answer_fini(&a);
         msg_release(&m);
     }
     engine_free(e);

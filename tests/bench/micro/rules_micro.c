@@ -111,7 +111,7 @@ int main(int argc, char **argv)
             msg_release(&a.out[k]);
         }
         outs += a.out_count;
-        free(a.out);
+        hooks_publish_answer_fini(&a);
     }
     uint64_t c1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID), w1 = clock_ns(CLOCK_MONOTONIC);
     printf("%s %s: %ld calls, %.3f us CPU/call (%.3f us wall), %llu out (%llu unchanged)\n", dir,
