@@ -202,16 +202,18 @@ uint64_t vm_wall_ns(void);
  * thread spent at least half of the next budget_ns running, L's count hook is set to `hook` with
  * count 1, so C functions called in a loop cannot outrun the wall backstop. */
 struct watchdog_slot {
-    lua_State *L;
+    lua_State *L; /* NULL: none */
     lua_Hook hook;
-    uint64_t deadline_ns, next_ns, interval_ns, cpu_mark;
+    uint64_t deadline_ns, interval_ns;
     clockid_t cpu_clock; /* the calling thread's CPU clock */
-    bool poked;
 };
-/* Watches an outermost call from now on; *saved keeps what was watched before. */
+/* Watches an outermost call from now on; *saved keeps what was watched before. Takes no lock
+ * (the thread is woken only when deadline_ns is earlier than the time it sleeps until). Calls
+ * come from one thread (the loop thread); nested ones leave before their outer call. */
 void watchdog_enter(lua_State *L, lua_Hook hook, uint64_t deadline_ns, uint64_t budget_ns,
                     struct watchdog_slot *saved);
-/* Stops watching it (restoring *saved). After it returns the thread never touches that L. */
+/* Stops watching it (restoring *saved). After it returns the thread never touches that L (it
+ * waits out a poke under way). */
 void watchdog_leave(const struct watchdog_slot *saved);
 
 /* --- args.c --- */

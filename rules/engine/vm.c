@@ -17,7 +17,7 @@
 /* Instructions between two budget checks: small enough that a C-recursion chain through Lua
  * callbacks (each level runs at least one instruction) is caught well within the C stack. */
 #define VM_HOOK_COUNT 1000
-/* C stack a call may use below its vm_call frame (the thread has 8 MiB; sanitizers triple frames). */
+/* C stack a call may use below its vm_call frame (the thread has 8 MiB; sanitizers triple them). */
 #define VM_CSTACK_MAX (1024 * 1024)
 
 enum { ABORT_NONE, ABORT_TIMEOUT, ABORT_CSTACK };
@@ -220,6 +220,10 @@ static void raise_abort(lua_State *L, struct rule *r)
     luaL_error(L, "%s", abort_text(r->abort));
 }
 
+/* Wall time into a call (or its budget, if less) from which its budget checks read the CPU
+ * clock: see vm_check_budget. */
+#define VM_CPU_ANCHOR_NS 20000
+
 void vm_check_budget(lua_State *L)
 {
     struct rule *r = vm_rule(L);
@@ -228,13 +232,25 @@ void vm_check_budget(lua_State *L)
         r->abort = ABORT_CSTACK;
     if (!r->abort && r->wall_deadline_ns) {
         uint64_t wall = vm_wall_ns();
-        /* The thread CPU clock is a system call; a short call never reads it. The first check
-         * takes it, counting all wall time so far as CPU time (never less than the truth). */
-        uint64_t cpu = vm_cpu_ns();
-        if (!r->cpu_deadline_ns)
-            r->cpu_deadline_ns = cpu - (wall - r->wall_start_ns) + r->budget_ns;
-        if (cpu > r->cpu_deadline_ns || wall > r->wall_deadline_ns)
+        uint64_t elapsed = wall - r->wall_start_ns;
+        /* The thread CPU clock is a system call, and the count carries over from call to call,
+         * so checks land in short calls too: read it only when it can matter. A thread uses at
+         * most the wall time that passed as CPU time. The first read (the anchor) takes the
+         * call's start as its CPU clock minus all wall time so far (never less CPU used than the
+         * truth, off by the time the thread was put aside before it): so it comes early in a
+         * long call, but no call shorter than VM_CPU_ANCHOR_NS makes it. Once anchored,
+         * cpu - anchor <= wall elapsed since the anchor, so cpu > cpu_deadline needs elapsed >
+         * budget: no read before that either. Neither skip lets a call past its budget. */
+        uint64_t anchor = r->budget_ns < VM_CPU_ANCHOR_NS ? r->budget_ns : VM_CPU_ANCHOR_NS;
+        if (wall > r->wall_deadline_ns) {
             r->abort = ABORT_TIMEOUT;
+        } else if (r->cpu_deadline_ns ? elapsed > r->budget_ns : elapsed >= anchor) {
+            uint64_t cpu = vm_cpu_ns();
+            if (!r->cpu_deadline_ns)
+                r->cpu_deadline_ns = (cpu > elapsed ? cpu - elapsed : 0) + r->budget_ns;
+            if (cpu > r->cpu_deadline_ns)
+                r->abort = ABORT_TIMEOUT;
+        }
     }
     if (r->abort)
         raise_abort(L, r);
@@ -262,12 +278,18 @@ static int l_msgh(lua_State *L)
     return 1;
 }
 
-/* stack: callctx -- runs the caller's function with everything it pushes protected. */
+/* What l_trampoline runs, handed over by vm_call right before its lua_pcall (nothing else runs
+ * in between: a C function entered by lua_pcall fires no count hook). A light userdata argument
+ * costs a lookup in LuaJIT's light-userdata segment table per call. */
+static _Thread_local const struct vm_callctx *trampoline_ctx;
+
+/* stack: (empty) -- runs the caller's function with everything it pushes protected. */
 static int l_trampoline(lua_State *L)
 {
-    struct vm_callctx *c = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    c->fn(L, c->ud);
+    const struct vm_callctx *c = trampoline_ctx;
+    trampoline_ctx = NULL; /* one run per vm_call */
+    if (c)
+        c->fn(L, c->ud);
     return 0;
 }
 
@@ -319,13 +341,13 @@ int vm_call(struct rule *r, unsigned ctx, uint32_t timeout_ms, bool count, vm_fn
     lua_State *L = r->L;
     struct vm_callctx c = {fn, ud};
     int top = lua_gettop(L);
+    /* A nested call (a callback of the rule's own call) runs under the outer call's budget,
+     * stack base and watch, which it leaves as they are: only ctx and the cap need restoring (a
+     * CPU anchor a check took inside it is the outer call's, same start and budget). */
     unsigned saved_ctx = r->ctx;
-    const char *saved_base = r->stack_base;
-    uint64_t saved_cpu = r->cpu_deadline_ns, saved_wall = r->wall_deadline_ns;
-    uint64_t saved_start = r->wall_start_ns, saved_budget = r->budget_ns;
     bool saved_cap = r->mem_capped;
     bool nested = saved_ctx != VM_CTX_NONE;
-    struct watchdog_slot watched = {0};
+    struct watchdog_slot watched;
     char here;
 
     if (!timeout_ms)
@@ -353,8 +375,9 @@ int vm_call(struct rule *r, unsigned ctx, uint32_t timeout_ms, bool count, vm_fn
     r->mem_capped = true;
 
     lua_pushvalue(L, VM_SLOT_TRAMPOLINE);
-    lua_pushlightuserdata(L, &c);
-    int rc = lua_pcall(L, 1, 0, VM_SLOT_MSGH);
+    trampoline_ctx = &c;
+    int rc = lua_pcall(L, 0, 0, VM_SLOT_MSGH);
+    trampoline_ctx = NULL; /* in case lua_pcall failed before running it */
 
     int status = VM_OK;
     if (rc != 0) {
@@ -384,11 +407,6 @@ int vm_call(struct rule *r, unsigned ctx, uint32_t timeout_ms, bool count, vm_fn
             lua_gc(L, LUA_GCCOLLECT, 0); /* uncapped: collection may allocate */
         vm_gc_tune(r);
     } else {
-        r->stack_base = saved_base;
-        r->cpu_deadline_ns = saved_cpu;
-        r->wall_deadline_ns = saved_wall;
-        r->wall_start_ns = saved_start;
-        r->budget_ns = saved_budget;
         r->mem_capped = saved_cap;
     }
 
