@@ -124,6 +124,18 @@ static inline struct engine *load_engine(const struct engine_limits *lim, const 
     return e;
 }
 
+/* Clears dir and loads text as its only rule (10-t.lua) on host h, with the default limits but
+ * no rule_cpu_share breaker (calls run flat out); NULL as load_engine. */
+static inline struct engine *load_single_rule(const char *text, const struct host *h)
+{
+    clear_dir();
+    write_rule("10-t.lua", text);
+    struct engine_limits lim;
+    engine_limits_default(&lim);
+    lim.cpu_share = 0;
+    return load_engine(&lim, h);
+}
+
 /* Makes dir from a mkdtemp template ("/tmp/name-XXXXXX") with the given mode; 0 on success. */
 static inline int make_rules_dir(const char *template, mode_t mode)
 {

@@ -153,12 +153,7 @@ static const struct hooks_client client = {
 
 static struct engine *load_rule(const char *text)
 {
-    clear_dir();
-    write_rule("10-t.lua", text);
-    struct engine_limits lim;
-    engine_limits_default(&lim);
-    lim.cpu_share = 0;
-    return load_engine(&lim, &host);
+    return load_single_rule(text, &host);
 }
 
 /* Publishes a message on a/b with payload p as `from` (NULL: the broker's own) through a rule

@@ -27,12 +27,7 @@ static const struct host host = {.monotonic_ms = mono, .now = now, .log = on_log
 
 static struct engine *load_rule(const char *text)
 {
-    clear_dir();
-    write_rule("10-t.lua", text);
-    struct engine_limits lim;
-    engine_limits_default(&lim);
-    lim.cpu_share = 0;
-    return load_engine(&lim, &host);
+    return load_single_rule(text, &host);
 }
 
 static const struct hooks_client client = {.client_id = "c1", .username = "u1", .protocol = 4,
