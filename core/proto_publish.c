@@ -150,17 +150,11 @@ static void route_acked(struct conn *c, const struct codec_publish *p, struct ms
 
 /* A message some rule's match filter covers (RULES-API on_publish): runs once, at the first
  * receipt of its packet id, and what comes out is routed; a drop is acknowledged with success, a
- * refusal with its reason (a rule aborted under on_error "drop": 0x80). Takes m. */
+ * refusal with its reason (a rule aborted under on_error "drop": 0x80; a payload over
+ * rule_max_payload, refused by the engine before any rule runs: 0x97). Takes m. */
 static void publish_through_rules(struct conn *c, const struct codec_publish *p, struct msg *m)
 {
     struct broker *b = c->b;
-    uint64_t max = b->cfg->rule_max_payload;
-    if (max && m->payload_len > max) {
-        /* INTERFACES.md #4: 0x95 is no PUBACK/PUBREC code, so v5 gets 0x97 quota exceeded */
-        msg_release(&m);
-        ack_unrouted_text(c, p, 0x97, "payload exceeds rule_max_payload");
-        return;
-    }
     struct hooks_publish_answer a;
     router_rules_publish(b, m, c->s, &a);
     msg_release(&m);

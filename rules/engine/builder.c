@@ -130,7 +130,6 @@ static void shape_hook(lua_State *L, struct rule *r, struct hook_shape *sh)
     }
     sh->use = u;
     sh->builder_ref = ref;
-    sh->known = true;
 }
 
 void builder_prepare(lua_State *L, struct rule *r)
@@ -156,9 +155,7 @@ static void push_cstr(lua_State *L, const char *s)
 int builder_push_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
                       const struct hooks_client *from, const struct hooks_client *client)
 {
-    struct hook_shape *sh = &r->shape[hook == RH_DELIVER];
-    if (!sh->known)
-        shape_hook(L, r, sh);
+    const struct hook_shape *sh = &r->shape[hook == RH_DELIVER]; /* shaped at load */
     if (sh->builder_ref == LUA_NOREF)
         return 0; /* hook(): nothing to build */
     luaL_checkstack(L, M_COUNT + C_COUNT + 4, "hook arguments");

@@ -339,14 +339,19 @@ static bool has(const struct mask *mk, unsigned i)
     return (mk->w[i / 64] >> (i % 64)) & 1;
 }
 
+static bool mask_any(const struct mask *mk)
+{
+    for (int i = 0; i < ENGINE_MASK_WORDS; i++)
+        if (mk->w[i])
+            return true;
+    return false;
+}
+
 bool engine_wants(void *ctx, const char *t, size_t len)
 {
     struct mask mk;
     match(bundle(ctx), t, len, &mk);
-    for (int i = 0; i < ENGINE_MASK_WORDS; i++)
-        if (mk.w[i])
-            return true;
-    return false;
+    return mask_any(&mk);
 }
 
 /* True if a rule with hook h (RH_PUBLISH or RH_DELIVER) matches t. */
@@ -578,12 +583,7 @@ static void items_move(struct items *cur, struct items *next)
 static bool over_max_payload(struct engine *e, const struct msg *m, const struct mask *mk,
                              struct hooks_publish_answer *out)
 {
-    if (m->payload_len <= e->lim.max_payload)
-        return false;
-    bool any = false;
-    for (int i = 0; i < ENGINE_MASK_WORDS; i++)
-        any = any || mk->w[i];
-    if (!any)
+    if (m->payload_len <= e->lim.max_payload || !mask_any(mk))
         return false;
     out->a.verdict = HOOKS_REFUSE;
     out->a.reason = 0x97; /* quota_exceeded: 0x95 is no PUBACK code (INTERFACES #4) */

@@ -75,9 +75,8 @@ struct arg_use {
     uint32_t fields[ARGS_PARAMS];
 };
 
-/* How a rule calls on_publish or on_deliver (builder.c): found at the first call. */
+/* How a rule calls on_publish or on_deliver (builder.c): found when the rule loads. */
 struct hook_shape {
-    bool known;
     struct arg_use use;
     int builder_ref; /* the generated builder in the registry; LUA_NOREF: call the hook bare */
 };
@@ -233,9 +232,9 @@ struct hooks_client;
  * for lua_call (may raise). */
 int builder_push_call(lua_State *L, struct rule *r, int hook, const struct msg *m,
                       const struct hooks_client *from, const struct hooks_client *client);
-/* Shapes r's on_publish and on_deliver ahead of the first message (at load, inside its
- * protected call): reading the bytecode and compiling a builder take longer than a hook's
- * budget. builder_push_call shapes a hook itself if this did not run or failed. */
+/* Shapes r's on_publish and on_deliver when the rule loads (inside load's protected call, whose
+ * failure fails the load): reading the bytecode and compiling a builder take longer than a hook's
+ * budget, so no message pays for it. builder_push_call relies on it. */
 void builder_prepare(lua_State *L, struct rule *r);
 
 /* --- sandbox.c --- */

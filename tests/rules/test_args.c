@@ -223,6 +223,25 @@ static void test_values(void)
     expect_publish("function(msg, client) return false end", &client, "dropped");
 }
 
+/* The engine calls hooks the way the analysis says, shaped when the rule loads: a hook reading
+ * nothing is called bare (no builder), one reading fields by name gets a builder for those. */
+static void test_shapes(void)
+{
+    struct engine *e = load_rule("return { on_publish = function(msg, client) return nil end,\n"
+                                 "  on_deliver = function(msg, client) return client.username end }\n");
+    if (!e)
+        return;
+    const struct rule *r = e->cur->rules[0];
+    const struct hook_shape *pub = &r->shape[0], *del = &r->shape[1];
+    check(pub->builder_ref == LUA_NOREF && pub->use.how[0] == ARG_UNUSED &&
+              pub->use.how[1] == ARG_UNUSED,
+          "a hook reading nothing is called bare", NULL);
+    check(del->builder_ref != LUA_NOREF && del->use.how[0] == ARG_UNUSED &&
+              del->use.how[1] == ARG_FIELDS && del->use.fields[1] == 1u << 1 /* username */,
+          "a hook reading client.username gets a builder for it alone", NULL);
+    engine_free(e);
+}
+
 /* on_deliver: the subscriber's client table, msg by name. */
 static void test_deliver(void)
 {
@@ -256,6 +275,7 @@ int main(void)
         return 1;
     test_analysis();
     test_values();
+    test_shapes();
     test_deliver();
     return finish("test_args");
 }
