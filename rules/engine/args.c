@@ -24,6 +24,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "util/alloc.h"
+
 /* LuaJIT's operand modes (lj_bc.h, "ORDER BCMode"; the same in 2.0 and 2.1). */
 enum {
     BCM_NONE,
@@ -121,9 +123,7 @@ static struct args_reader *reader(struct engine *e)
     struct args_reader *rd = e->args;
     if (rd)
         return rd->usable ? rd : NULL;
-    rd = e->args = calloc(1, sizeof(*rd));
-    if (!rd)
-        return NULL;
+    rd = e->args = xcalloc(1, sizeof(*rd));
     rd->A = luaL_newstate();
     if (rd->A && (lua_cpcall(rd->A, open_reader, rd) != 0 || !rd->usable)) {
         rd->usable = false;
